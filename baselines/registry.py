@@ -1,0 +1,28 @@
+"""Model registry and `create_model`, timm style; `timm:NAME` passes through to any timm model."""
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from suite.registry import Registry
+
+ModelFn = Callable[..., nn.Module]
+MODELS: Registry[ModelFn] = Registry("model")
+
+
+def register_model(name: str) -> Callable[[ModelFn], ModelFn]:
+    return MODELS.register(name)
+
+
+def create_model(name: str, num_classes: int = 10, in_chans: int = 3, **kwargs) -> nn.Module:
+    """Build a registered model, or any timm model given as `timm:NAME`."""
+    if name.startswith("timm:"):
+        from baselines.timm_models import timm_classifier
+
+        return timm_classifier(name[len("timm:"):], num_classes=num_classes, in_chans=in_chans, **kwargs)
+    return MODELS.get(name)(num_classes=num_classes, in_chans=in_chans, **kwargs)
+
+
+def model_names() -> list[str]:
+    return MODELS.names()

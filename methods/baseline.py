@@ -1,0 +1,34 @@
+"""The plain baseline: train the registered model with cross-entropy by the profile's recipe.
+
+The example every other plugin follows: declare Params, build the model, call `ctx.fit`, return it.
+Its cells are also the teachers of distillers and the starting points of EncodeNet and compression.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from suite.context import CellContext
+from suite.plugins import Method, register_method
+
+
+@dataclass(frozen=True)
+class BaselineParams:
+    epochs_scale: float = 1.0  # train for this multiple of the recipe's epochs (equal-compute comparisons)
+
+
+@register_method
+class Baseline(Method):
+    name = "baseline"
+    version = "1"
+    Params = BaselineParams
+    description = "the registered model trained with cross-entropy by the profile's recipe"
+
+    def run(self, ctx: CellContext) -> nn.Module:
+        model = self.build_model(ctx.spec, ctx.info)
+        recipe = ctx.recipe
+        if ctx.params.epochs_scale != 1.0:
+            recipe = recipe.with_(epochs=max(1, round(recipe.epochs * ctx.params.epochs_scale)))
+        ctx.fit(model, recipe=recipe)
+        return model

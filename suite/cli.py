@@ -1,0 +1,135 @@
+"""Command line: `python run_all.py --table kd` (also the `suite` console script)."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from suite.data import DATASETS, DataError, default_data_dir
+from suite.plugins import PluginError, discover_methods
+from suite.profiles import PROFILES
+from suite.registry import UnknownNameError
+from suite.tables import TableOptions, discover_tables, get_table, seed_specs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="run_all.py", description="Benchmark comparison suite: run paper tables end to end.")
+    p.add_argument("--table", help="table name(s), comma-separated, or 'all'")
+    p.add_argument("--list", action="store_true", help="list tables, methods, models, datasets, profiles")
+    p.add_argument("--profile", default="cpu", help="training budget: smoke | cpu | paper (default cpu)")
+    p.add_argument("--seeds", type=int, default=1, help="seeds per cell (default 1)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--data-dir", type=Path, default=None, help="dataset root (default $SUITE_DATA or ~/.cache/suite-data)")
+    p.add_argument("--dataset", default=None, help="run the table on this dataset instead (e.g. cifar10 for cifar100)")
+    p.add_argument("--out", type=Path, default=Path("results"), help="where tables are written (default results/)")
+    p.add_argument("--store", type=Path, default=Path("runs/store.sqlite"), help="results store (SQLite)")
+    p.add_argument("--artifacts", type=Path, default=None, help="checkpoints folder (default: beside the store)")
+    p.add_argument("--dry-run", action="store_true", help="show cells, dependencies and estimated time; train nothing")
+    p.add_argument("--force", action="store_true", help="retrain cells even if the store has them")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def print_list() -> None:
+    from baselines import model_names
+
+    print("tables:   " + ", ".join(f"{n} ({discover_tables().get(n).title})" for n in discover_tables().names()))
+    print("methods:  " + ", ".join(discover_methods().names()))
+    print("models:   " + ", ".join(model_names()) + ", timm:<any timm model>")
+    print("datasets: " + ", ".join(DATASETS.names()))
+    print("profiles: " + ", ".join(f"{n} ({PROFILES.get(n).description})" for n in PROFILES.names()))
+
+
+def check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise ValueError(f"--out {folder} is not writable ({exc.strerror or exc})") from None
+
+
+def estimate_seconds(cell, device_type: str) -> float:
+    """Rough wall clock from forward FLOPs (calibrated on 2 CPU cores: ResNet20 ~440 img/s, LeNet-5 ~11k img/s)."""
+    from suite.measure import count_flops
+    import torch
+
+    info = DATASETS.get(cell.spec.dataset)
+    model = cell.method.build_model(cell.spec, info)
+    flops = count_flops(model, torch.randn(1, info.in_chans, info.image_size, info.image_size)) or 1e8
+    per_image = 3 * flops / 1e11 + 5e-5
+    if device_type == "cuda":
+        per_image /= 50
+    n_train = cell.recipe.train_subset or (len(cell.data.train) if cell.data else 50000)
+    return cell.recipe.epochs * n_train * per_image
+
+
+def dry_run(runner, cells) -> None:
+    from suite.report import fmt_duration
+
+    total = 0.0
+    for cell in cells:
+        row = runner.store.get(cell.key)
+        state = "cached" if row and row["status"] == "done" and not runner.force else "to train"
+        est = 0.0 if state == "cached" else estimate_seconds(cell, runner.device.type)
+        total += est
+        deps = ", ".join(f"{role}={d.spec.model}" for role, d in cell.deps.items()) or "-"
+        data = "" if cell.data else f"  [{cell.data_error}]"
+        print(f"{cell.key[:10]}  {state:8s}  ~{fmt_duration(est):>8s}  {cell.label}  needs: {deps}{data}")
+    print(f"{len(cells)} cells; estimated {fmt_duration(total)} on {runner.device.type} (rough, from FLOPs)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.list:
+            print_list()
+            return 0
+        if not args.table:
+            raise ValueError("nothing to do: give --table NAME (or --list)")
+        PROFILES.get(args.profile)
+        if args.dataset:
+            DATASETS.get(args.dataset)
+        names = discover_tables().names() if args.table == "all" else [t.strip() for t in args.table.split(",") if t.strip()]
+        tables = [get_table(n) for n in names]
+        opts = TableOptions(profile=args.profile, seeds=args.seeds, dataset=args.dataset)
+        if not args.dry_run:
+            check_writable(args.out)
+
+        from suite.report import render
+        from suite.runner import Runner
+        from suite.store import Store
+
+        store = Store(args.store)
+        runner = Runner(store, args.artifacts or args.store.parent / "artifacts",
+                        args.data_dir or default_data_dir(), args.device, progress=not args.quiet, force=args.force)
+        plans = []
+        for table in tables:
+            rows = table.rows(opts)
+            plans.append((table, rows, runner.plan(seed_specs(rows, opts.seeds))))
+        if args.dry_run:
+            for table, _, cells in plans:
+                print(f"== {table.name}")
+                dry_run(runner, cells)
+            return 0
+        failed = 0
+        for table, rows, cells in plans:
+            summary = runner.run(cells)
+            failed += len(summary.failed)
+            results = [[store.get(runner.resolve(s).key) for s in seed_specs([row], opts.seeds)] for row in rows]
+            md, csv = render(table, opts, rows, results, store, args.out)
+            print(f"{table.name}: trained {len(summary.done)}, cached {len(summary.skipped)}, failed {len(summary.failed)}"
+                  f" -> {md} (+ {csv.name})")
+        return 1 if failed else 0
+    except (UnknownNameError, ValueError, DataError, PluginError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished cells are stored; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,318 @@
+"""Datasets held as uint8 tensors, read from the standard on-disk layouts, augmented per batch.
+
+Layouts (the ones torchvision's downloaders write, and ../shared/datasets/prepare.py too):
+    DATA/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]
+    DATA/FashionMNIST/raw/...
+    DATA/cifar-10-batches-py/{data_batch_1..5,test_batch}
+    DATA/cifar-100-python/{train,test}
+Canonical copies are recognised by the official MD5 of each file (decompressed for idx files), so a
+re-encoded copy (the JPEG CIFAR-10) is used but labelled non-canonical.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import pickle
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from suite.registry import Registry
+
+
+class DataError(RuntimeError):
+    """A dataset is missing or unreadable; the message names the file and how to get it."""
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("SUITE_DATA", Path.home() / ".cache" / "suite-data")).expanduser()
+
+
+@dataclass
+class Split:
+    images: torch.Tensor  # uint8, N x C x H x W
+    labels: torch.Tensor  # int64, N
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: np.ndarray | torch.Tensor) -> "Split":
+        index = torch.as_tensor(index, dtype=torch.long)
+        return Split(self.images[index], self.labels[index])
+
+    def to(self, device: torch.device | str) -> "Split":
+        return Split(self.images.to(device), self.labels.to(device))
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    num_classes: int
+    in_chans: int
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    augment: str  # "cifar" (4-px zero-pad crop + flip) or "none"
+    load: Callable[[Path], tuple[Split, Split, bool | None, str]] = field(repr=False, compare=False)
+    synthetic: bool = False
+
+
+@dataclass
+class DataBundle:
+    info: DatasetInfo
+    train: Split
+    test: Split
+    fingerprint: str  # sha256 prefix of the arrays: identifies the exact data a result came from
+    canonical: bool | None  # True: official checksums match; False: a different copy; None: synthetic
+    source: str  # where it was read from, or "synthetic"
+
+
+DATASETS: Registry[DatasetInfo] = Registry("dataset")
+
+
+# ----------------------------------------------------------------------------- file formats
+IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+# Official MD5s of the *decompressed* idx files (re-compressing changes the .gz checksum, not these).
+IDX_MD5 = {
+    "MNIST": {"train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+              "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+              "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+              "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637"},
+    "FashionMNIST": {"train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+                     "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+                     "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+                     "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965"},
+}
+CIFAR_FILES = {
+    "cifar-10-batches-py": {"train": ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5"],
+                            "test": ["test_batch"], "label_key": "labels"},
+    "cifar-100-python": {"train": ["train"], "test": ["test"], "label_key": "fine_labels"},
+}
+CIFAR_MD5 = {"data_batch_1": "c99cafc152244af753f735de768cd75f", "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+             "data_batch_3": "54ebc095f3ab1f0389bbae665268c751", "data_batch_4": "634d18415352ddfa80567beed471001a",
+             "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb", "test_batch": "40351d587109b95175f43aff81a1287e",
+             "train": "16019d7e3df5f24257cddd939b257f8d", "test": "f0ef6b0ae62326f3e7ffdfab6717acfc"}
+HOW_TO_GET = ("put the files there, run `python ../shared/datasets/prepare.py {root}` for the offline copies, "
+              "or go online and the suite downloads them through torchvision")
+
+
+def parse_idx(raw: bytes, path: Path) -> np.ndarray:
+    """Decode one idx file (the MNIST format): magic, dims, then unsigned bytes."""
+    if len(raw) < 8 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataError(f"{path}: not an idx file of unsigned bytes (bad magic)")
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    offset = 4 + 4 * ndim
+    expected = int(np.prod(dims))
+    if len(raw) - offset != expected:
+        raise DataError(f"{path}: truncated or corrupt idx file ({len(raw) - offset} bytes of data, expected {expected})")
+    return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims)
+
+
+def read_idx(folder: Path, name: str) -> tuple[np.ndarray, str]:
+    """Read `name` or `name.gz` from `folder`; returns the array and the MD5 of the decompressed bytes."""
+    for path in (folder / name, folder / f"{name}.gz"):
+        if path.exists():
+            try:
+                raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+            except (OSError, EOFError) as exc:
+                raise DataError(f"{path}: corrupt or truncated gzip file ({exc})") from None
+            return parse_idx(raw, path), hashlib.md5(raw).hexdigest()
+    raise FileNotFoundError(folder / name)
+
+
+def load_idx_dataset(folder: Path, official: dict[str, str]) -> tuple[Split, Split, bool, str]:
+    splits, canonical = [], True
+    for images_name, labels_name in IDX_FILES.values():
+        images, md5_i = read_idx(folder, images_name)
+        labels, md5_l = read_idx(folder, labels_name)
+        if len(images) != len(labels):
+            raise DataError(f"{folder}: {images_name} has {len(images)} images but {labels_name} {len(labels)} labels")
+        canonical &= official.get(images_name) == md5_i and official.get(labels_name) == md5_l
+        splits.append(Split(torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))))
+    return splits[0], splits[1], canonical, str(folder)
+
+
+def _unpickle(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            d = pickle.load(f, encoding="latin1")
+    except Exception as exc:  # truncated pickles raise EOFError, UnpicklingError, ValueError...
+        raise DataError(f"{path}: unreadable CIFAR batch ({type(exc).__name__}: {exc})") from None
+    return {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}  # str or bytes keys
+
+
+def load_cifar_dataset(folder: Path, layout: dict) -> tuple[Split, Split, bool, str]:
+    splits, canonical = [], not (folder / "NOT-CANONICAL.txt").exists()
+    for part in ("train", "test"):
+        xs, ys = [], []
+        for name in layout[part]:
+            path = folder / name
+            if not path.exists():
+                raise FileNotFoundError(path)
+            d = _unpickle(path)
+            try:
+                x = np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+                y = np.asarray(d[layout["label_key"]], dtype=np.int64)
+            except (KeyError, ValueError) as exc:
+                raise DataError(f"{path}: not a CIFAR batch ({exc})") from None
+            if len(x) != len(y):
+                raise DataError(f"{path}: {len(x)} images but {len(y)} labels")
+            xs.append(x)
+            ys.append(y)
+            canonical = canonical and hashlib.md5(path.read_bytes()).hexdigest() == CIFAR_MD5.get(name)
+        splits.append(Split(torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))))
+    return splits[0], splits[1], canonical, str(folder)
+
+
+def _download(torchvision_class: str, root: Path) -> None:
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, torchvision_class)
+    for train in (True, False):
+        cls(str(root), train=train, download=True)
+
+
+def _disk_loader(subdir: str, read: Callable[[Path], tuple[Split, Split, bool, str]], torchvision_class: str):
+    """A loader that reads `root/subdir`, downloading through torchvision when the files are missing."""
+
+    def load(root: Path) -> tuple[Split, Split, bool, str]:
+        folder = root / subdir
+        try:
+            return read(folder)
+        except FileNotFoundError as missing:
+            try:
+                _download(torchvision_class, root)
+            except Exception as exc:  # offline: say where files go and how to get them, in one line
+                raise DataError(f"{missing.args[0] if missing.args else folder} not found and download failed "
+                                f"({type(exc).__name__}); {HOW_TO_GET.format(root=root)}") from None
+            return read(folder)
+
+    return load
+
+
+# ----------------------------------------------------------------------------- synthetic data
+def make_synthetic(num_classes: int, in_chans: int, size: int, n_train: int, n_test: int, seed: int = 0) -> tuple[Split, Split]:
+    """Learnable stand-in data: each class is a smooth random prototype; samples add noise and shifts."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(num_classes, in_chans, 4, 4, generator=g)
+    protos = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
+
+    def sample(n: int) -> Split:
+        labels = torch.arange(n) % num_classes
+        labels = labels[torch.randperm(n, generator=g)]
+        x = protos[labels] + 0.25 * torch.randn(n, in_chans, size, size, generator=g)
+        x = torch.roll(x, shifts=int(torch.randint(-2, 3, (1,), generator=g)), dims=3)
+        return Split((x.clamp(0, 1) * 255).round().to(torch.uint8), labels)
+
+    return sample(n_train), sample(n_test)
+
+
+def _synthetic_loader(num_classes: int, in_chans: int, size: int, n_train: int, n_test: int):
+    def load(root: Path) -> tuple[Split, Split, bool | None, str]:
+        train, test = make_synthetic(num_classes, in_chans, size, n_train, n_test)
+        return train, test, None, "synthetic"
+
+    return load
+
+
+# ----------------------------------------------------------------------------- registry
+MNIST_STATS = ((0.1307,), (0.3081,))
+FMNIST_STATS = ((0.2860,), (0.3530,))
+C10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+C100_STATS = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
+
+for _info in [
+    DatasetInfo("mnist", 10, 1, 28, *MNIST_STATS, "none",
+                _disk_loader("MNIST/raw", lambda f: load_idx_dataset(f, IDX_MD5["MNIST"]), "MNIST")),
+    DatasetInfo("fashion_mnist", 10, 1, 28, *FMNIST_STATS, "none",
+                _disk_loader("FashionMNIST/raw", lambda f: load_idx_dataset(f, IDX_MD5["FashionMNIST"]), "FashionMNIST")),
+    DatasetInfo("cifar10", 10, 3, 32, *C10_STATS, "cifar",
+                _disk_loader("cifar-10-batches-py", lambda f: load_cifar_dataset(f, CIFAR_FILES["cifar-10-batches-py"]), "CIFAR10")),
+    DatasetInfo("cifar100", 100, 3, 32, *C100_STATS, "cifar",
+                _disk_loader("cifar-100-python", lambda f: load_cifar_dataset(f, CIFAR_FILES["cifar-100-python"]), "CIFAR100")),
+    DatasetInfo("synthetic_mnist", 10, 1, 28, (0.5,), (0.25,), "none", _synthetic_loader(10, 1, 28, 2000, 500), True),
+    DatasetInfo("synthetic_cifar10", 10, 3, 32, (0.5,) * 3, (0.25,) * 3, "cifar", _synthetic_loader(10, 3, 32, 2000, 500), True),
+    DatasetInfo("synthetic_cifar100", 100, 3, 32, (0.5,) * 3, (0.25,) * 3, "cifar", _synthetic_loader(100, 3, 32, 4000, 1000), True),
+]:
+    DATASETS.register(_info.name, _info)
+
+
+def fingerprint(train: Split, test: Split) -> str:
+    h = hashlib.sha256()
+    for t in (train.images, train.labels, test.images, test.labels):
+        h.update(t.contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+@lru_cache(maxsize=8)
+def _load_cached(name: str, root: str) -> DataBundle:
+    info = DATASETS.get(name)
+    train, test, canonical, source = info.load(Path(root))
+    return DataBundle(info, train, test, fingerprint(train, test), canonical, source)
+
+
+def load_dataset(name: str, data_dir: str | Path | None = None) -> DataBundle:
+    """Load a registered dataset once per process (uint8 tensors on the CPU)."""
+    root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    return _load_cached(name, str(root.resolve()))
+
+
+def stratified_subset(split: Split, n: int | None, seed: int = 0) -> Split:
+    """`n` images with the class proportions of `split` (all of it when n is None or too large)."""
+    if n is None or n >= len(split):
+        return split
+    from sklearn.model_selection import train_test_split
+
+    labels = split.labels.numpy()
+    index, _ = train_test_split(np.arange(len(labels)), train_size=n, stratify=labels, random_state=seed)
+    return split.subset(np.sort(index))
+
+
+# ----------------------------------------------------------------------------- batches on the device
+def random_crop_flip(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
+    """Batched CIFAR augmentation on uint8 images: zero (black) padding, random crop, horizontal flip."""
+    b, c, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    dev = x.device
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator, device="cpu").to(dev)
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator, device="cpu").to(dev)
+    rows = (dy[:, None] + torch.arange(h, device=dev))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=dev))[:, None, None, :]
+    out = padded[torch.arange(b, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None], rows, cols]
+    flip = (torch.rand(b, generator=generator) < 0.5).to(dev)
+    return torch.where(flip[:, None, None, None], out.flip(3), out)
+
+
+class Normalizer:
+    """uint8 images -> float, scaled to [0, 1] and standardised with the dataset's channel statistics."""
+
+    def __init__(self, info: DatasetInfo, device: torch.device | str) -> None:
+        self.mean = torch.tensor(info.mean, device=device).view(1, -1, 1, 1) * 255
+        self.inv_std = 1 / (torch.tensor(info.std, device=device).view(1, -1, 1, 1) * 255)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.float() - self.mean) * self.inv_std
+
+
+def iterate_batches(split: Split, info: DatasetInfo, batch_size: int, *, shuffle: bool, augment: bool,
+                    generator: torch.Generator | None = None, drop_last: bool = False,
+                    normalize: bool = True) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield (float images, labels) batches from a split already on its device; no per-image Python."""
+    device = split.images.device
+    n = len(split)
+    order = torch.randperm(n, generator=generator).to(device) if shuffle else torch.arange(n, device=device)
+    norm = Normalizer(info, device) if normalize else None
+    stop = n - n % batch_size if drop_last and n >= batch_size else n
+    for start in range(0, stop, batch_size):
+        idx = order[start:start + batch_size]
+        x = split.images[idx]
+        if augment and info.augment == "cifar":
+            x = random_crop_flip(x, 4, generator if generator is not None else torch.default_generator)
+        yield (norm(x) if norm is not None else x.float() / 255), split.labels[idx]

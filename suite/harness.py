@@ -1,0 +1,179 @@
+"""The one training loop every method uses, plus evaluation.
+
+A method changes training only through `losses` (extra loss terms computed from the model, a batch
+and any extra modules) and `extra_modules` (trained alongside the model, e.g. a FitNet regressor).
+The harness owns the optimizer and schedule (from the recipe), epochs, the data path on the device,
+checkpoints with resume, progress display and the NaN guard.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from suite.data import DatasetInfo, Split, iterate_batches
+from suite.profiles import Recipe
+
+# losses(model, x, y) -> (logits, {name: loss}); the harness sums the terms and logs each.
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+
+class TrainingDiverged(RuntimeError):
+    """Raised when a loss becomes NaN or infinite; the cell fails with this reason."""
+
+
+def cross_entropy_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    logits = model(x)
+    return logits, {"ce": F.cross_entropy(logits, y)}
+
+
+@dataclass
+class FitResult:
+    epochs_run: int  # epochs actually trained in this call (0 when restored complete)
+    epochs_total: int
+    train_seconds: float  # wall clock of this call's training
+    total_seconds: float  # wall clock of all epochs, including those before a resume
+    images_seen: int
+    history: list[dict] = field(default_factory=list)  # per-epoch train loss / accuracy
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images_seen / self.train_seconds if self.train_seconds > 0 else float("nan")
+
+
+def make_optimizer(params: Iterable[nn.Parameter], recipe: Recipe) -> torch.optim.Optimizer:
+    params = [p for p in params if p.requires_grad]
+    if recipe.optimizer == "adam":
+        return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay, foreach=True)
+    return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay, foreach=True)
+
+
+def make_scheduler(opt: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """Stepped every iteration, so short profiles still anneal smoothly."""
+    total = max(1, recipe.epochs * steps_per_epoch)
+    if recipe.schedule == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    if recipe.schedule == "multistep":
+        marks = [m * steps_per_epoch for m in recipe.milestones]
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: recipe.gamma ** sum(s >= m for m in marks))
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+
+
+def save_atomic(obj: dict, path: Path) -> None:
+    """Write to a temporary file and rename, so a kill never leaves a half-written checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state()}
+
+
+def fit(model: nn.Module, train: Split, info: DatasetInfo, recipe: Recipe, *, device: torch.device | str = "cpu",
+        losses: LossFn = cross_entropy_loss, extra_modules: nn.Module | None = None,
+        params: Iterable[nn.Parameter] | None = None, checkpoint: Path | None = None, seed: int = 0,
+        desc: str = "train", progress: bool = True, augment: bool = True,
+        on_epoch_end: Callable[[int, nn.Module], None] | None = None) -> FitResult:
+    """Train `model` (and `extra_modules`) in place by the recipe.
+
+    `params` restricts what the optimizer updates (default: every trainable parameter of the model and
+    the extra modules). With `checkpoint`, state is saved atomically after every epoch and a later call
+    resumes from it; a checkpoint of a finished run makes this call a no-op.
+    """
+    device = torch.device(device)
+    modules = nn.ModuleList([model] + ([extra_modules] if extra_modules is not None else [])).to(device)
+    if device.type == "cuda":
+        modules.to(memory_format=torch.channels_last)
+    params = list(params) if params is not None else list(modules.parameters())
+    opt = make_optimizer(params, recipe)
+    steps_per_epoch = max(1, math.ceil(len(train) / recipe.batch_size))
+    sched = make_scheduler(opt, recipe, steps_per_epoch)
+    generator = torch.Generator().manual_seed(seed)
+    start_epoch, history = 0, []
+
+    if checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        modules.load_state_dict(state["modules"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        start_epoch, history = state["epoch"], state["history"]
+
+    data = train.to(device)
+    use_amp = device.type == "cuda"
+    t0, seen = time.perf_counter(), 0
+    prior_seconds = history[-1]["seconds"] if history else 0.0  # training time before a resume
+    bar = tqdm(range(start_epoch, recipe.epochs), desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
+    for epoch in bar:
+        modules.train()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        n_epoch = 0
+        for x, y in iterate_batches(data, info, recipe.batch_size, shuffle=True, augment=augment, generator=generator):
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                logits, terms = losses(model, x, y)
+                loss = sum(terms.values())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum += loss.detach() * len(y)
+            correct += (logits.detach().argmax(1) == y).sum()
+            n_epoch += len(y)
+        mean_loss = (loss_sum / max(n_epoch, 1)).item()  # one sync per epoch, not per step
+        if not math.isfinite(mean_loss):
+            raise TrainingDiverged(f"loss became {mean_loss} in epoch {epoch + 1} ({', '.join(terms)})")
+        seen += n_epoch
+        elapsed = time.perf_counter() - t0
+        history.append({"epoch": epoch + 1, "loss": mean_loss, "train_acc": correct.item() / max(n_epoch, 1),
+                        "seconds": prior_seconds + elapsed})
+        bar.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{history[-1]['train_acc']:.3f}", img_s=f"{seen / elapsed:.0f}")
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, model)
+        if checkpoint is not None:
+            save_atomic({"modules": modules.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                         "generator": generator.get_state(), "epoch": epoch + 1, "history": history}, checkpoint)
+    bar.close()
+    if device.type == "cuda":
+        modules.to(memory_format=torch.contiguous_format)
+    return FitResult(recipe.epochs - start_epoch, recipe.epochs, time.perf_counter() - t0,
+                     history[-1]["seconds"] if history else 0.0, seen, history)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: Split, info: DatasetInfo, *, device: torch.device | str = "cpu",
+             batch_size: int = 1000, transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, float]:
+    """Top-1, top-5 (when there are more than 5 classes) and mean cross-entropy on a split.
+
+    `transform` perturbs the normalized inputs (robustness evaluation)."""
+    device = torch.device(device)
+    was_training = model.training
+    model.eval().to(device)
+    data = split.to(device)
+    loss, top1, top5 = 0.0, 0, 0
+    for x, y in iterate_batches(data, info, batch_size, shuffle=False, augment=False):
+        if transform is not None:
+            x = transform(x)
+        logits = model(x).float()
+        loss += F.cross_entropy(logits, y, reduction="sum").item()
+        top1 += (logits.argmax(1) == y).sum().item()
+        if logits.shape[1] > 5:
+            top5 += (logits.topk(5, dim=1).indices == y[:, None]).any(1).sum().item()
+    model.train(was_training)
+    n = len(split)
+    out = {"top1": 100.0 * top1 / n, "loss": loss / n}
+    if info.num_classes > 5:
+        out["top5"] = 100.0 * top5 / n
+    return out

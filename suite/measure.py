@@ -1,0 +1,153 @@
+"""Honest model measurements: parameters (total, trainable, non-zero), on-disk size of the saved
+artifact, FLOPs, batch-1 latency (median and p90 after warm-up, threads and device named),
+large-batch throughput, and energy only where a meter is readable (NVML, RAPL), else n/a."""
+from __future__ import annotations
+
+import io
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+RAPL = Path("/sys/class/powercap/intel-rapl:0/energy_uj")
+
+
+def count_parameters(model: nn.Module) -> dict[str, int]:
+    params = list(model.parameters())
+    return {"params": sum(p.numel() for p in params),
+            "trainable_params": sum(p.numel() for p in params if p.requires_grad),
+            "nonzero_params": sum(int(torch.count_nonzero(p.detach())) for p in params)}
+
+
+def saved_size_bytes(model: nn.Module, path: Path | None = None) -> int:
+    """Bytes of `torch.save(model.state_dict())`: the artifact a user would ship."""
+    if path is not None:
+        torch.save(model.state_dict(), path)
+        return path.stat().st_size
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    return buf.getbuffer().nbytes
+
+
+def count_flops(model: nn.Module, example: torch.Tensor) -> int | None:
+    """Forward FLOPs for one input (torch.utils.flop_counter counts a multiply-add as 2 FLOPs)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(example)
+        return int(counter.get_total_flops())
+    except Exception:  # quantized or exotic ops the counter does not know
+        return None
+    finally:
+        model.train(was_training)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_calls(fn: Callable[[], object], device: torch.device, runs: int, warmup: int) -> list[float]:
+    """Wall-clock milliseconds of `runs` calls after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append((time.perf_counter() - t0) * 1000)
+    return times
+
+
+def latency_stats(times_ms: list[float]) -> dict[str, float]:
+    ordered = sorted(times_ms)
+    p90 = ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))]
+    return {"latency_ms": statistics.median(ordered), "latency_p90_ms": p90, "latency_runs": len(ordered)}
+
+
+class EnergyMeter:
+    """Energy counter of the device, or None where no meter is readable (this is never estimated)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.name, self._read = None, None
+        if device.type == "cuda":
+            try:
+                import pynvml
+
+                pynvml.nvmlInit()
+                handle = pynvml.nvmlDeviceGetHandleByIndex(device.index or 0)
+                pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+                self.name, self._read = "NVML", lambda: pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)  # mJ
+            except Exception:
+                pass
+        elif RAPL.exists():
+            try:
+                int(RAPL.read_text())
+                self.name, self._read = "RAPL package", lambda: int(RAPL.read_text()) / 1000  # uJ -> mJ
+            except (OSError, ValueError):
+                pass
+
+    @property
+    def available(self) -> bool:
+        return self._read is not None
+
+    def read_mj(self) -> float:
+        assert self._read is not None
+        return float(self._read())
+
+    @property
+    def missing_reason(self) -> str:
+        return "no meter (no NVML on CPU, no readable RAPL)"
+
+
+def device_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+@torch.no_grad()
+def measure_model(model: nn.Module, input_shape: tuple[int, int, int], device: torch.device | str = "cpu", *,
+                  latency_runs: int = 100, warmup: int = 10, throughput_batch: int = 256,
+                  throughput_seconds: float = 2.0, artifact: Path | None = None) -> dict:
+    """All cost figures of `model` for one input of shape C x H x W."""
+    device = torch.device(device)
+    model = model.eval().to(device)
+    out: dict = count_parameters(model)
+    out["size_bytes"] = saved_size_bytes(model, artifact)
+    one = torch.randn(1, *input_shape, device=device)
+    out["flops"] = count_flops(model, one)
+    times = time_calls(lambda: model(one), device, latency_runs, warmup)
+    out.update(latency_stats(times))
+    meter = EnergyMeter(device)
+    if meter.available:
+        start = meter.read_mj()
+        n = max(latency_runs, 100)
+        time_calls(lambda: model(one), device, n, 0)
+        out["energy_mj"] = (meter.read_mj() - start) / n
+        out["energy_meter"] = meter.name
+    else:
+        out["energy_mj"] = None
+        out["energy_meter"] = meter.missing_reason
+    # Throughput: as many large batches as fit in the time budget (at least two, after one warm-up).
+    batch = torch.randn(throughput_batch, *input_shape, device=device)
+    model(batch)
+    _sync(device)
+    t0, n_done = time.perf_counter(), 0
+    while n_done < 2 or time.perf_counter() - t0 < throughput_seconds:
+        model(batch)
+        _sync(device)
+        n_done += 1
+    out["throughput_img_s"] = n_done * throughput_batch / (time.perf_counter() - t0)
+    out["threads"] = torch.get_num_threads()
+    out["device_name"] = device_description(device)
+    return out

@@ -1,0 +1,115 @@
+"""The method plugin contract and its registry.
+
+A method is a small class registered with `@register_method`. It declares
+- `name`: the registry name; `version`: bump it when a change alters results (it is part of the cell key);
+- `Params`: a frozen dataclass of hyperparameters with the defaults of its paper;
+- `requires(spec, params)`: the cells it depends on (a teacher, a trained baseline), by role;
+- `build_model(spec, info)`: the architecture it trains (default: the registered model as is);
+- `run(ctx)`: what makes it different, expressed through `ctx.fit(...)`; returns the final model.
+The harness evaluates, measures, checkpoints and stores; a method never writes its own loop.
+
+Discovery: every module in the `methods` package, plus modules or classes named by the
+`suite.methods` entry-point group, so a method can live in its own pip package.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.metadata
+import inspect
+import pkgutil
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from torch import nn
+
+from suite.registry import Registry
+
+if TYPE_CHECKING:
+    from suite.context import CellContext
+    from suite.data import DatasetInfo
+    from suite.spec import CellSpec
+
+
+class PluginError(TypeError):
+    """A plugin breaks the contract; raised at registration, naming the plugin."""
+
+
+@dataclasses.dataclass(frozen=True)
+class NoParams:
+    pass
+
+
+class Method:
+    name: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    Params: ClassVar[type] = NoParams
+    description: ClassVar[str] = ""
+
+    def requires(self, spec: "CellSpec", params: Any) -> dict[str, "CellSpec"]:
+        return {}
+
+    def build_model(self, spec: "CellSpec", info: "DatasetInfo") -> nn.Module:
+        from baselines import create_model
+
+        return create_model(spec.model, num_classes=info.num_classes, in_chans=info.in_chans, **spec.model_kwargs_dict)
+
+    def run(self, ctx: "CellContext") -> nn.Module:
+        raise NotImplementedError
+
+    def make_params(self, overrides: dict[str, Any]) -> Any:
+        """The plugin's Params with `overrides` applied; unknown names fail with the valid ones listed."""
+        valid = {f.name for f in dataclasses.fields(self.Params)}
+        unknown = set(overrides) - valid
+        if unknown:
+            raise ValueError(f"method {self.name!r} has no parameter(s) {', '.join(sorted(unknown))}; "
+                             f"valid: {', '.join(sorted(valid)) or 'none'}")
+        return self.Params(**overrides)
+
+
+def _validate(name: str, cls: Any) -> None:
+    where = f"method plugin {name!r} ({getattr(cls, '__module__', '?')})"
+    if not (inspect.isclass(cls) and issubclass(cls, Method)):
+        raise PluginError(f"{where} breaks the contract: it must subclass suite.plugins.Method")
+    if cls.name != name:
+        raise PluginError(f"{where} breaks the contract: class attribute name={cls.name!r} differs from its registry name")
+    if cls.run is Method.run:
+        raise PluginError(f"{where} breaks the contract: it does not implement run(ctx)")
+    if not (dataclasses.is_dataclass(cls.Params) and cls.Params.__dataclass_params__.frozen):
+        raise PluginError(f"{where} breaks the contract: Params must be a frozen dataclass")
+    try:
+        cls.Params()
+    except TypeError as exc:
+        raise PluginError(f"{where} breaks the contract: every Params field needs a default ({exc})") from None
+    if not isinstance(cls.version, str) or not cls.version:
+        raise PluginError(f"{where} breaks the contract: version must be a non-empty string")
+
+
+METHODS: Registry[type[Method]] = Registry("method", validate=_validate)
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    """Class decorator: register a method plugin under its `name` (validated now, not at run time)."""
+    return METHODS.register(getattr(cls, "name", "") or cls.__name__, cls)
+
+
+_discovered = False
+
+
+def discover_methods() -> Registry[type[Method]]:
+    """Import every module of the `methods` package and every `suite.methods` entry point (once)."""
+    global _discovered
+    if not _discovered:
+        import methods
+
+        for info in pkgutil.iter_modules(methods.__path__):
+            importlib.import_module(f"methods.{info.name}")
+        for ep in importlib.metadata.entry_points(group="suite.methods"):
+            obj = ep.load()
+            if inspect.isclass(obj) and obj.name not in METHODS:
+                register_method(obj)
+        _discovered = True
+    return METHODS
+
+
+def get_method(name: str) -> Method:
+    return discover_methods().get(name)()

@@ -1,0 +1,93 @@
+"""Training budgets. A profile resolves to a `Recipe` per (dataset, protocol); the recipe is part of
+every cell's hash and every table's header, so a result always says how it was trained.
+
+Protocols name a paper's schedule for the `paper` profile: "default" (EncodeNet Sec. 4.1 baselines),
+"mdistiller" (the KD recipe), "compression" (the compression paper's Adam recipe).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+from suite.registry import Registry
+
+
+@dataclass(frozen=True)
+class Recipe:
+    epochs: int
+    batch_size: int
+    lr: float
+    optimizer: str = "sgd"  # "sgd" (momentum, nesterov off) or "adam"
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"  # "cosine", "multistep" or "constant"
+    milestones: tuple[int, ...] = ()  # epochs, for "multistep"
+    gamma: float = 0.1
+    train_subset: int | None = None  # stratified subset of the training split; None = all
+    test_subset: int | None = None  # None = the whole test split (anything else is stated in headers)
+    eval_batch_size: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0:
+            raise ValueError(f"epochs must be >= 0, got {self.epochs}")
+        if self.batch_size <= 0 or self.lr <= 0:
+            raise ValueError("batch_size and lr must be positive")
+        if self.optimizer not in {"sgd", "adam"} or self.schedule not in {"cosine", "multistep", "constant"}:
+            raise ValueError(f"unknown optimizer/schedule {self.optimizer}/{self.schedule}")
+
+    def with_(self, **changes) -> "Recipe":
+        return replace(self, **changes)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def describe(self) -> str:
+        sub = f", train subset {self.train_subset}" if self.train_subset else ""
+        tsub = f", test subset {self.test_subset}" if self.test_subset else ""
+        sched = f"{self.schedule}{list(self.milestones) if self.milestones else ''}"
+        return (f"{self.epochs} ep, batch {self.batch_size}, {self.optimizer} lr {self.lr} wd {self.weight_decay}, "
+                f"{sched}{sub}{tsub}")
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    recipes: dict  # (family, protocol) -> Recipe; family is "mnist" (1-channel 28x28) or "cifar"
+
+    def recipe(self, family: str, protocol: str = "default") -> Recipe:
+        return self.recipes.get((family, protocol)) or self.recipes[(family, "default")]
+
+
+PROFILES: Registry[Profile] = Registry("profile")
+
+_SMOKE = Recipe(epochs=1, batch_size=64, lr=0.05, train_subset=512, test_subset=512, eval_batch_size=256)
+PROFILES.register("smoke", Profile("smoke", "seconds per cell on tiny subsets; for tests and CI only", {
+    ("mnist", "default"): _SMOKE,
+    ("cifar", "default"): _SMOKE,
+    ("mnist", "compression"): _SMOKE.with_(optimizer="adam", lr=1e-3, weight_decay=0.0, schedule="constant"),
+}))
+
+PROFILES.register("cpu", Profile("cpu", "a 2-core CPU budget: MNIST tables in minutes, CIFAR tables in about two hours", {
+    # LeNet-5 reaches ~99 % on MNIST in 12 SGD epochs (~6 s each on 2 cores).
+    ("mnist", "default"): Recipe(epochs=12, batch_size=128, lr=0.05, weight_decay=5e-4),
+    # ResNet20 trains at ~440 img/s here: 15 epochs on a 20k stratified subset is ~12 min a model.
+    ("cifar", "default"): Recipe(epochs=15, batch_size=128, lr=0.1, weight_decay=5e-4, train_subset=20000),
+    ("mnist", "compression"): Recipe(epochs=10, batch_size=256, lr=1e-3, optimizer="adam", weight_decay=0.0,
+                                     schedule="constant"),
+}))
+
+PROFILES.register("paper", Profile("paper", "each paper's own schedule (GPU); see suite/profiles.py", {
+    # EncodeNet Sec. 4.1: baselines lr 0.1, weight decay 1e-4, 300 epochs (schedule not stated: cosine).
+    ("mnist", "default"): Recipe(epochs=300, batch_size=128, lr=0.1, weight_decay=1e-4),
+    ("cifar", "default"): Recipe(epochs=300, batch_size=128, lr=0.1, weight_decay=1e-4),
+    # mdistiller CIFAR-100 recipe: 240 epochs, batch 64, lr 0.05 x0.1 at 150/180/210, wd 5e-4.
+    ("cifar", "mdistiller"): Recipe(epochs=240, batch_size=64, lr=0.05, weight_decay=5e-4, schedule="multistep",
+                                    milestones=(150, 180, 210)),
+    # Compression paper: Adam lr 1e-3, 10 epochs, batch 256 (TensorFlow 2).
+    ("mnist", "compression"): Recipe(epochs=10, batch_size=256, lr=1e-3, optimizer="adam", weight_decay=0.0,
+                                     schedule="constant"),
+}))
+
+
+def dataset_family(in_chans: int) -> str:
+    return "mnist" if in_chans == 1 else "cifar"

@@ -1,0 +1,33 @@
+"""The papers' reported figures (paper_figures.csv): the only place they live in the project."""
+from __future__ import annotations
+
+import csv
+from functools import lru_cache
+from pathlib import Path
+from typing import NamedTuple
+
+FILE = Path(__file__).with_name("paper_figures.csv")
+PAPERS = {"encodenet": "EncodeNet (arXiv:2404.13770)", "caenet": "CAE-Net", "compression": "Compression (Shah et al.)"}
+
+
+class Reported(NamedTuple):
+    value: float
+    paper: str
+    table: str
+    note: str
+
+    @property
+    def source(self) -> str:
+        return f"{self.paper} {self.table}"
+
+
+@lru_cache(maxsize=1)
+def load() -> dict[tuple[str, str, str, str], Reported]:
+    with open(FILE, newline="") as f:
+        rows = csv.DictReader(line for line in f if not line.startswith("#"))
+        return {(r["paper"], r["table"], r["row"], r["column"]): Reported(float(r["value"]), r["paper"], r["table"], r["note"])
+                for r in rows}
+
+
+def reported(paper: str, table: str, row: str, column: str) -> Reported | None:
+    return load().get((paper, table, row, column))

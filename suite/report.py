@@ -1,0 +1,141 @@
+"""Render a table's stored results as Markdown (pandas + tabulate) and CSV, with a header that says
+how every figure was made: profile and recipes, seeds, device, datasets (fingerprint, canonical or
+not), software versions, date and commit. Reproduced and reported figures are separate columns."""
+from __future__ import annotations
+
+import datetime as dt
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from suite.data import DATASETS
+from suite.profiles import PROFILES, dataset_family
+from suite.store import Store
+from suite.tables import Table, TableOptions, TableRow
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:,.{digits}f}"
+
+
+def mean_std(values: list[float]) -> tuple[float, float | None]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+
+
+def fmt_duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def training_cost(store: Store, key: str, seen: set[str] | None = None) -> tuple[int, float]:
+    """Epochs and seconds of a cell plus everything it depended on (a teacher, a baseline), each counted once."""
+    seen = set() if seen is None else seen
+    if key in seen:
+        return 0, 0.0
+    seen.add(key)
+    row = store.get(key)
+    metrics = (row or {}).get("metrics") or {}
+    epochs, seconds = metrics.get("epochs_trained", 0), metrics.get("train_seconds", 0.0)
+    for dep_key in (metrics.get("deps") or {}).values():
+        e, s = training_cost(store, dep_key, seen)
+        epochs, seconds = epochs + e, seconds + s
+    return epochs, seconds
+
+
+def summarize_row(row: TableRow, results: list[dict | None], store: Store) -> dict[str, Any]:
+    """One table line: cost figures from the first finished seed, top-1 as mean ± std over seeds."""
+    done = [r for r in results if r and r["status"] == "done"]
+    failed = [r for r in results if r and r["status"] == "failed"]
+    out: dict[str, Any] = dict(row.labels)
+    m = done[0]["metrics"] if done else {}
+    out["Params"] = f"{m['params']:,}" if m else ""
+    out["Size (MB)"] = fmt(m["size_bytes"] / 1e6, 3) if m else ""
+    out["FLOPs (M)"] = fmt(m["flops"] / 1e6, 1) if m and m.get("flops") is not None else ("n/a" if m else "")
+    out["Latency b1 ms (p90)"] = f"{fmt(m['latency_ms'], 3)} ({fmt(m['latency_p90_ms'], 3)})" if m else ""
+    out["Throughput (img/s)"] = fmt(m["throughput_img_s"], 0) if m else ""
+    out["Energy (mJ)"] = fmt(m["energy_mj"], 3) if m and m.get("energy_mj") is not None else ("n/a" if m else "")
+    if done:
+        mean, std = mean_std([r["metrics"]["top1"] for r in done])
+        out["Top-1 % (ours)"] = f"{mean:.2f} ± {std:.2f}" if std is not None else f"{mean:.2f}"
+        out["n"] = len(done)
+    elif failed:
+        out["Top-1 % (ours)"] = f"failed: {failed[0]['error']}"
+        out["n"] = 0
+    else:
+        out["Top-1 % (ours)"] = "pending"
+        out["n"] = 0
+    ref = row.reported[0] if row.reported else None
+    out["Top-1 % (reported)"] = "; ".join(f"{r.value:.2f} [{r.source}]" for r in row.reported) or "—"
+    out["Δ vs reported"] = f"{mean - ref.value:+.2f}" if done and ref else "—"
+    if done:
+        costs = [training_cost(store, r["key"]) for r in done]
+        out["Train cost"] = f"{costs[0][0]} ep, {fmt_duration(statistics.fmean(c[1] for c in costs))}"
+    else:
+        out["Train cost"] = ""
+    # machine-readable figures for the CSV
+    out["_top1_mean"] = mean if done else None
+    out["_top1_std"] = std if done else None
+    out["_reported"] = ref.value if ref else None
+    out["_keys"] = " ".join(r["key"] for r in results if r)
+    return out
+
+
+def header_lines(table: Table, opts: TableOptions, rows: list[TableRow], results: list[list[dict | None]]) -> list[str]:
+    profile = PROFILES.get(opts.profile)
+    datasets = list(dict.fromkeys(r.spec.dataset for r in rows))
+    recipes = []
+    for fam in dict.fromkeys(dataset_family(DATASETS.get(d).in_chans) for d in datasets):
+        protocols = dict.fromkeys(r.spec.protocol for r in rows)
+        for proto in protocols:
+            recipes.append(f"{fam}-like ({proto}): {profile.recipe(fam, proto).describe()}")
+    done = [r for rs in results for r in rs if r and r["status"] == "done"]
+    envs = [r["env"] for r in done if r.get("env")]
+    data_lines = []
+    for d in datasets:
+        m = next((r["metrics"] for r in done if r["spec"]["dataset"] == d), None)
+        if m is None:
+            data_lines.append(f"{d}: not run")
+            continue
+        canon = {True: "canonical (official checksums match)", None: "synthetic",
+                 False: "NOT canonical (files differ from the official ones, e.g. the JPEG re-encoded CIFAR-10)"}[m["data_canonical"]]
+        data_lines.append(f"{d}: fingerprint {m['data_fingerprint']}, {canon}; train {m['train_size']}, test {m['test_size']} images")
+    devices = sorted({e["device"] for e in envs}) or ["not run"]
+    versions = sorted({f"torch {e['torch']}, timm {e['timm']}, Python {e['python']}" for e in envs})
+    commits = sorted({e["commit"] for e in envs})
+    numerics = sorted({e["numerics"] for e in envs})
+    return [
+        f"# {table.title} (`{table.name}`)",
+        "",
+        table.description,
+        "",
+        f"- Profile: `{opts.profile}` ({profile.description}); recipes: " + "; ".join(recipes),
+        f"- Seeds: {opts.seeds} (0..{opts.seeds - 1}); Top-1 is the final-epoch test accuracy, mean ± sample std over seeds "
+        "(no checkpoint is selected on the test set)",
+        f"- Device: {', '.join(devices)}; numerics: {', '.join(numerics) or 'n/a'}",
+        f"- Data: " + " | ".join(data_lines),
+        f"- Software: {'; '.join(versions) or 'n/a'}; commit {', '.join(commits) or 'n/a'}; rendered {dt.date.today().isoformat()}",
+        "- Latency: batch 1, median (p90) of 100 timed runs after 10 warm-up runs; size: bytes of the saved state dict "
+        "(MB = 10^6 bytes); FLOPs: forward pass of one image (a multiply-add counts 2)",
+        "- Energy: measured only with a readable meter (NVML on GPU, RAPL on CPU); n/a means no meter, never an estimate",
+        "- Reported: figures printed in the papers (source in brackets, from suite/reference/paper_figures.csv), "
+        "not reproduced here",
+    ]
+
+
+def render(table: Table, opts: TableOptions, rows: list[TableRow], results: list[list[dict | None]], store: Store,
+           out_dir: Path) -> tuple[Path, Path]:
+    """Write `<out>/<table>.md` and `<out>/<table>.csv`; returns both paths."""
+    lines = [summarize_row(row, rs, store) for row, rs in zip(rows, results)]
+    frame = pd.DataFrame(lines)
+    visible = frame[[c for c in frame.columns if not c.startswith("_")]]
+    md = header_lines(table, opts, rows, results) + ["", visible.to_markdown(index=False, disable_numparse=True)]
+    notes = table.notes(opts)
+    if notes:
+        md += ["", "Notes:"] + [f"- {n}" for n in notes]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md_path, csv_path = out_dir / f"{table.name}.md", out_dir / f"{table.name}.csv"
+    md_path.write_text("\n".join(md) + "\n")
+    frame.rename(columns=lambda c: c.lstrip("_")).to_csv(csv_path, index=False)
+    return md_path, csv_path

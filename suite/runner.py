@@ -1,0 +1,223 @@
+"""Plan cells into a dependency-ordered list and run them through the harness, storing every result.
+
+A cell's key hashes everything that changes its result: the spec, the method's version and resolved
+hyperparameters, the resolved recipe, the dataset's fingerprint and the keys of its dependencies.
+"""
+from __future__ import annotations
+
+import dataclasses
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from suite.context import MODEL_FILE, CellContext, Dependency
+from suite.data import DataBundle, DataError, load_dataset, stratified_subset
+from suite.harness import save_atomic
+from suite.measure import measure_model
+from suite.plugins import Method, get_method
+from suite.profiles import PROFILES, Recipe, dataset_family
+from suite.spec import CellSpec, stable_hash
+from suite.store import Store
+
+
+@dataclass
+class Cell:
+    spec: CellSpec
+    key: str
+    method: Method
+    params: Any
+    recipe: Recipe
+    deps: dict[str, "Cell"]
+    data: DataBundle | None
+    data_error: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.spec.label()
+
+
+@dataclass
+class RunSummary:
+    done: list[str] = field(default_factory=list)  # trained in this run
+    skipped: list[str] = field(default_factory=list)  # already in the store
+    failed: dict[str, str] = field(default_factory=dict)  # key -> reason
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked, but no CUDA device is visible")
+    return torch.device(name)
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
+                               timeout=5, cwd=Path(__file__).resolve().parent).stdout.strip()
+        return out.stdout.strip() + ("+dirty" if dirty else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    import timm
+
+    from suite.measure import device_description
+
+    return {"torch": torch.__version__, "timm": timm.__version__, "python": platform.python_version(),
+            "platform": platform.platform(), "device": device_description(device), "commit": git_commit(),
+            "numerics": "bf16 autocast + channels_last" if device.type == "cuda" else "fp32"}
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class Runner:
+    def __init__(self, store: Store, artifacts: Path, data_dir: Path | None = None, device: str = "auto",
+                 progress: bool = True, force: bool = False, log=print) -> None:
+        self.store, self.artifacts, self.data_dir = store, Path(artifacts), data_dir
+        self.device = resolve_device(device)
+        self.progress, self.force, self.log = progress, force, log
+        self._cells: dict[CellSpec, Cell] = {}
+        self._forced: set[str] = set()  # with --force, each cell is redone once per run, not on every visit
+
+    # ------------------------------------------------------------------ planning
+    def _data(self, name: str) -> tuple[DataBundle | None, str | None]:
+        try:
+            return load_dataset(name, self.data_dir), None
+        except DataError as exc:
+            return None, str(exc)
+
+    def resolve(self, spec: CellSpec) -> Cell:
+        if spec in self._cells:
+            return self._cells[spec]
+        method = get_method(spec.method)
+        params = method.make_params(spec.params_dict)
+        data, error = self._data(spec.dataset)
+        profile = PROFILES.get(spec.profile)
+        from suite.data import DATASETS
+
+        recipe = profile.recipe(dataset_family(DATASETS.get(spec.dataset).in_chans), spec.protocol)
+        if spec.recipe_overrides:
+            recipe = recipe.with_(**dict(spec.recipe_overrides))
+        deps = {role: self.resolve(dep) for role, dep in method.requires(spec, params).items()}
+        payload = {"spec": spec.as_dict(), "method_version": method.version, "params": dataclasses.asdict(params),
+                   "recipe": recipe.as_dict(), "data": data.fingerprint if data else f"missing:{spec.dataset}",
+                   "deps": {role: d.key for role, d in deps.items()}}
+        cell = Cell(spec, stable_hash(payload), method, params, recipe, deps, data, error)
+        self._cells[spec] = cell
+        return cell
+
+    def plan(self, specs: list[CellSpec]) -> list[Cell]:
+        """Unique cells, every dependency before the cells that need it."""
+        ordered: list[Cell] = []
+        seen: set[str] = set()
+
+        def visit(cell: Cell) -> None:
+            if cell.key in seen:
+                return
+            for dep in cell.deps.values():
+                visit(dep)
+            seen.add(cell.key)
+            ordered.append(cell)
+
+        for spec in specs:
+            visit(self.resolve(spec))
+        return ordered
+
+    # ------------------------------------------------------------------ running
+    def run(self, cells: list[Cell]) -> RunSummary:
+        summary = RunSummary()
+        for i, cell in enumerate(cells, 1):
+            failed_dep = next((d for d in cell.deps.values() if d.key in summary.failed), None)
+            if failed_dep is not None:
+                reason = f"dependency {failed_dep.label} failed: {summary.failed[failed_dep.key]}"
+            elif cell.data is None:
+                reason = cell.data_error or "data missing"
+            else:
+                reason = None
+            if reason is not None:
+                self.store.fail(cell.key, cell.spec.as_dict(), reason)
+                summary.failed[cell.key] = reason
+                self.log(f"[{i}/{len(cells)}] FAILED {cell.label}: {reason}")
+                continue
+            state = self._claim(cell)
+            if state == "done":
+                summary.skipped.append(cell.key)
+                self.log(f"[{i}/{len(cells)}] cached {cell.label}")
+                continue
+            self.log(f"[{i}/{len(cells)}] training {cell.label}")
+            try:
+                self._run_one(cell)
+                summary.done.append(cell.key)
+            except Exception as exc:  # one cell failing never stops the others
+                reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                (self.artifacts / cell.key).mkdir(parents=True, exist_ok=True)
+                (self.artifacts / cell.key / "error.txt").write_text(traceback.format_exc())
+                self.store.fail(cell.key, cell.spec.as_dict(), reason)
+                summary.failed[cell.key] = reason
+                self.log(f"[{i}/{len(cells)}] FAILED {cell.label}: {reason}")
+        return summary
+
+    def _claim(self, cell: Cell) -> str:
+        """Claim the cell; while another live process holds it, wait for that process to finish it."""
+        while True:
+            state = self.store.claim(cell.key, cell.spec.as_dict(), force=self.force and cell.key not in self._forced)
+            if state != "busy":
+                if state == "claimed":
+                    self._forced.add(cell.key)
+                return state
+            time.sleep(2)
+
+    def _run_one(self, cell: Cell) -> None:
+        assert cell.data is not None
+        artifact_dir = self.artifacts / cell.key
+        if self.force and (artifact_dir / MODEL_FILE).exists():
+            shutil.rmtree(artifact_dir)
+        artifact_dir.mkdir(parents=True, exist_ok=True)
+        seed_everything(cell.spec.seed)
+        deps = {role: Dependency(d.spec, d.key, d.method, d.data.info, self.artifacts / d.key,
+                                 (self.store.get(d.key) or {}).get("metrics") or {})
+                for role, d in cell.deps.items()}
+        ctx = CellContext(cell.spec, cell.key, cell.params, cell.recipe, cell.data,
+                          stratified_subset(cell.data.train, cell.recipe.train_subset),
+                          stratified_subset(cell.data.test, cell.recipe.test_subset),
+                          self.device, artifact_dir, deps, self.progress, lambda: self.store.heartbeat(cell.key))
+        t0 = time.perf_counter()
+        model = cell.method.run(ctx)
+        wall = time.perf_counter() - t0
+        save_atomic(model.state_dict(), artifact_dir / MODEL_FILE)
+        from suite.harness import evaluate
+
+        metrics: dict[str, Any] = evaluate(model, ctx.test, ctx.info, device=self.device,
+                                           batch_size=cell.recipe.eval_batch_size)
+        info = ctx.info
+        metrics.update(measure_model(model, (info.in_chans, info.image_size, info.image_size), self.device))
+        metrics.update({
+            "stages": ctx.stages, "epochs_trained": sum(s["epochs"] for s in ctx.stages),
+            "train_seconds": sum(s["seconds"] for s in ctx.stages), "cell_seconds": wall,
+            "train_size": len(ctx.train), "test_size": len(ctx.test), "recipe": cell.recipe.as_dict(),
+            "params_resolved": dataclasses.asdict(cell.params), "data_fingerprint": cell.data.fingerprint,
+            "data_canonical": cell.data.canonical, "data_source": cell.data.source,
+            "deps": {role: d.key for role, d in cell.deps.items()}, **ctx.extra_metrics})
+        for ckpt in artifact_dir.glob("*.ckpt"):  # the final model is kept; per-epoch state is no longer needed
+            ckpt.unlink()
+        env = environment(self.device)
+        env["argv"] = " ".join(sys.argv)
+        self.store.finish(cell.key, metrics, env)

@@ -1,0 +1,74 @@
+"""Tables are declared in code: which cells fill which rows, and which reported figures sit beside them.
+
+A table module defines a `Table` subclass and registers it; every module in this package is imported
+by `discover_tables`, so adding a file is enough to add a table.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from suite.reference import Reported
+from suite.registry import Registry
+from suite.spec import CellSpec
+
+
+@dataclass(frozen=True)
+class TableOptions:
+    profile: str = "cpu"
+    seeds: int = 1
+    dataset: str | None = None  # run the table on another dataset of the same kind (e.g. cifar10 for cifar100)
+    extra: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.seeds < 1:
+            raise ValueError(f"--seeds must be at least 1, got {self.seeds}")
+
+
+@dataclass
+class TableRow:
+    labels: dict[str, str]  # the row's leading columns, e.g. {"Dataset": "MNIST", "Model": "LeNet-5"}
+    spec: CellSpec  # seed 0; the runner repeats it for every seed
+    reported: list[Reported] = field(default_factory=list)  # reported top-1 figures, first one is compared
+    note: str = ""
+
+
+class Table:
+    name: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+
+    def rows(self, opts: TableOptions) -> list[TableRow]:
+        raise NotImplementedError
+
+    def notes(self, opts: TableOptions) -> list[str]:
+        return []
+
+
+TABLES: Registry[type[Table]] = Registry("table")
+
+
+def register_table(cls: type[Table]) -> type[Table]:
+    return TABLES.register(cls.name, cls)
+
+
+_discovered = False
+
+
+def discover_tables() -> Registry[type[Table]]:
+    global _discovered
+    if not _discovered:
+        for info in pkgutil.iter_modules(__path__):
+            importlib.import_module(f"{__name__}.{info.name}")
+        _discovered = True
+    return TABLES
+
+
+def get_table(name: str) -> Table:
+    return discover_tables().get(name)()
+
+
+def seed_specs(rows: list[TableRow], seeds: int) -> list[CellSpec]:
+    return [row.spec.with_(seed=s) for row in rows for s in range(seeds)]
