@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--data-dir", type=Path, default=None, help="dataset root (default $SUITE_DATA or ~/.cache/suite-data)")
     p.add_argument("--dataset", default=None, help="run the table on this dataset instead (e.g. cifar10 for cifar100)")
-    p.add_argument("--out", type=Path, default=Path("results"), help="where tables are written (default results/)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="where tables are written (default results/<profile>/, so a smoke run never overwrites a real table)")
     p.add_argument("--store", type=Path, default=Path("runs/store.sqlite"), help="results store (SQLite)")
     p.add_argument("--artifacts", type=Path, default=None, help="checkpoints folder (default: beside the store)")
     p.add_argument("--dry-run", action="store_true", help="show cells, dependencies and estimated time; train nothing")
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         names = discover_tables().names() if args.table == "all" else [t.strip() for t in args.table.split(",") if t.strip()]
         tables = [get_table(n) for n in names]
         opts = TableOptions(profile=args.profile, seeds=args.seeds, dataset=args.dataset)
+        args.out = args.out or Path("results") / args.profile
         if not args.dry_run:
             check_writable(args.out)
 

@@ -60,7 +60,7 @@ class Profile:
 
 PROFILES: Registry[Profile] = Registry("profile")
 
-_SMOKE = Recipe(epochs=1, batch_size=64, lr=0.05, train_subset=512, test_subset=512, eval_batch_size=256)
+_SMOKE = Recipe(epochs=1, batch_size=64, lr=0.02, train_subset=512, test_subset=512, eval_batch_size=256)
 PROFILES.register("smoke", Profile("smoke", "seconds per cell on tiny subsets; for tests and CI only", {
     ("mnist", "default"): _SMOKE,
     ("cifar", "default"): _SMOKE,

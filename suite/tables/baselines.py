@@ -12,11 +12,12 @@ MODEL_LABELS = {"lenet5": "LeNet-5", "alexnet": "AlexNet", "vgg8": "VGG8", "vgg1
                 "resnet20": "ResNet20", "resnet32": "ResNet32", "resnet50": "ResNet50", "resnet110": "ResNet110",
                 "mobilenetv2": "MobileNetV2"}
 
-# (dataset, model) rows per profile; `cpu` keeps what a 2-core machine trains in about an hour.
+# (dataset, model) rows per profile; `cpu` keeps what a 2-core machine trains in about 70 minutes
+# (AlexNet ~40 min at ~130 img/s, VGG8 ~17 min, ResNet20 ~12 min, both LeNet-5 rows ~1 min).
 ROWS = {
     "smoke": [("mnist", "lenet5"), ("fashion_mnist", "lenet5"), ("cifar10", "resnet20"), ("cifar10", "vgg8")],
     "cpu": [("mnist", "lenet5"), ("fashion_mnist", "lenet5"), ("cifar10", "alexnet"), ("cifar10", "vgg8"),
-            ("cifar10", "resnet20"), ("cifar10", "resnet32")],
+            ("cifar10", "resnet20")],
     "paper": [("mnist", "lenet5"), ("fashion_mnist", "lenet5")]
     + [("cifar10", m) for m in ("alexnet", "vgg8", "vgg16", "resnet18", "resnet20", "resnet32", "resnet50",
                                 "resnet110", "mobilenetv2")]

@@ -1,0 +1,67 @@
+"""The command line as a user meets it: tables end to end, caching, and one-line errors."""
+import pytest
+
+from suite.cli import main
+
+
+def cli(run_dir, *args):
+    return main(["--out", str(run_dir["out"]), "--store", str(run_dir["store"]), "--quiet", *args])
+
+
+def test_smoke_table_end_to_end_then_cached(run_dir, capsys):
+    args = ["--table", "baselines", "--profile", "smoke", "--dataset", "synthetic_mnist"]
+    assert cli(run_dir, *args) == 0
+    assert "trained 1, cached 0" in capsys.readouterr().out
+    md = (run_dir["out"] / "baselines.md").read_text()
+    assert "LeNet-5" in md and "Profile: `smoke`" in md and "synthetic" in md and "Reported" in md
+    assert (run_dir["out"] / "baselines.csv").exists()
+    assert cli(run_dir, *args) == 0
+    assert "trained 0, cached 1" in capsys.readouterr().out
+
+
+def test_list_names_everything(capsys):
+    assert main(["--list"]) == 0
+    out = capsys.readouterr().out
+    for word in ("tables:", "baselines", "methods:", "baseline", "models:", "resnet20", "datasets:", "cifar100",
+                 "profiles:", "smoke"):
+        assert word in out
+
+
+def test_dry_run_trains_nothing(run_dir, capsys):
+    assert cli(run_dir, "--table", "baselines", "--profile", "smoke", "--dataset", "synthetic_cifar10", "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert "to train" in out and "estimated" in out
+    assert not run_dir["out"].exists()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--table", "nosuch"], "unknown table 'nosuch'; valid: .*baselines"),
+    (["--table", "baselines", "--profile", "fast"], "unknown profile 'fast'; valid: cpu, paper, smoke"),
+    (["--table", "baselines", "--dataset", "imagenet"], "unknown dataset 'imagenet'; valid: .*cifar10"),
+    (["--table", "baselines", "--seeds", "0"], "--seeds must be at least 1"),
+    ([], "nothing to do"),
+])
+def test_bad_input_gives_one_line(run_dir, capsys, args, needle):
+    import re
+
+    assert cli(run_dir, *args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(needle, err), err
+
+
+def test_unwritable_out_is_reported(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code = main(["--table", "baselines", "--profile", "smoke", "--dataset", "synthetic_mnist",
+                 "--out", str(blocker / "sub"), "--store", str(tmp_path / "s.sqlite"), "--quiet"])
+    assert code == 2 and "not writable" in capsys.readouterr().err
+
+
+def test_missing_data_marks_the_cell_failed_and_still_renders(run_dir, tmp_path, capsys, monkeypatch):
+    import suite.data as D
+
+    monkeypatch.setattr(D, "_download", lambda *a: (_ for _ in ()).throw(OSError("offline")))
+    code = cli(run_dir, "--table", "baselines", "--profile", "smoke", "--dataset", "mnist", "--data-dir", str(tmp_path / "empty"))
+    assert code == 1
+    md = (run_dir["out"] / "baselines.md").read_text()
+    assert "failed: " in md and "not found" in md

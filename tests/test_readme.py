@@ -1,0 +1,23 @@
+"""The README's plugin example is code a user will paste: it must register and train."""
+import re
+from pathlib import Path
+
+from suite.plugins import METHODS, discover_methods
+from suite.runner import Runner
+from suite.spec import CellSpec
+from suite.store import Store
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_plugin_example_registers_and_trains(tmp_path):
+    code = re.search(r"```python\n(.*?)```", README.read_text(), re.S).group(1)
+    discover_methods()
+    if "label_smoothing" not in METHODS:
+        exec(compile(code, "README.md", "exec"), {})
+    runner = Runner(Store(tmp_path / "s.sqlite"), tmp_path / "a", device="cpu", progress=False, log=lambda *_: None)
+    cells = runner.plan([CellSpec.make("label_smoothing", "lenet5", "synthetic_mnist", "smoke",
+                                       params={"smoothing": 0.2})])
+    summary = runner.run(cells)
+    assert summary.failed == {} and len(summary.done) == 1
+    assert runner.store.get(cells[0].key)["metrics"]["params_resolved"] == {"smoothing": 0.2}

@@ -1,0 +1,133 @@
+"""Runner, plugin contract and store: cells are cached by key, dependencies run once, failures stay local."""
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from suite.plugins import METHODS, Method, PluginError, discover_methods, register_method
+from suite.runner import Runner
+from suite.spec import CellSpec
+from suite.store import Store
+
+
+@dataclass(frozen=True)
+class FinetuneParams:
+    lr_scale: float = 1.0
+
+
+class FinetuneFromBaseline(Method):
+    """A test plugin with a dependency: starts from the trained baseline, as EncodeNet or pruning do."""
+
+    name = "test_finetune"
+    Params = FinetuneParams
+
+    def requires(self, spec, params):
+        return {"baseline": spec.with_(method="baseline", params={})}
+
+    def run(self, ctx):
+        model = ctx.deps["baseline"].load_model()
+        ctx.fit(model, recipe=ctx.recipe.with_(lr=ctx.recipe.lr * ctx.params.lr_scale), stage="finetune")
+        ctx.record(baseline_top1=ctx.deps["baseline"].metrics["top1"])
+        return model
+
+
+class Exploding(Method):
+    name = "test_exploding"
+
+    def run(self, ctx):
+        raise RuntimeError("boom\nsecond line is dropped")
+
+
+discover_methods()
+for cls in (FinetuneFromBaseline, Exploding):
+    if cls.name not in METHODS:
+        register_method(cls)
+
+
+def spec(method="baseline", model="lenet5", dataset="synthetic_mnist", **kw):
+    return CellSpec.make(method, model, dataset, "smoke", **kw)
+
+
+def make_runner(tmp_path, **kw):
+    return Runner(Store(tmp_path / "store.sqlite"), tmp_path / "artifacts", device="cpu", progress=False,
+                  log=lambda *_: None, **kw)
+
+
+def test_dependency_is_trained_once_for_two_dependents(tmp_path):
+    runner = make_runner(tmp_path)
+    cells = runner.plan([spec("test_finetune", params={"lr_scale": 0.5}), spec("test_finetune", params={"lr_scale": 0.1})])
+    assert [c.spec.method for c in cells] == ["baseline", "test_finetune", "test_finetune"]
+    summary = runner.run(cells)
+    assert len(summary.done) == 3 and not summary.failed
+    baseline = runner.store.get(cells[0].key)["metrics"]
+    child = runner.store.get(cells[1].key)["metrics"]
+    assert child["baseline_top1"] == baseline["top1"]
+    assert child["deps"] == {"baseline": cells[0].key}
+    again = make_runner(tmp_path).run(make_runner(tmp_path).plan([spec("test_finetune", params={"lr_scale": 0.5})]))
+    assert again.done == [] and len(again.skipped) == 2  # a second run trains nothing
+
+
+def test_keys_change_with_what_changes_results(tmp_path):
+    runner = make_runner(tmp_path)
+    base = runner.resolve(spec()).key
+    assert runner.resolve(spec(seed=1)).key != base
+    assert runner.resolve(spec(recipe_overrides={"epochs": 2})).key != base
+    assert runner.resolve(spec(params={"epochs_scale": 2.0})).key != base
+    assert make_runner(tmp_path).resolve(spec()).key == base  # and only with that
+
+
+def test_a_failing_cell_does_not_stop_the_others(tmp_path):
+    runner = make_runner(tmp_path)
+    summary = runner.run(runner.plan([spec("test_exploding"), spec()]))
+    assert len(summary.done) == 1 and len(summary.failed) == 1
+    (key, reason), = summary.failed.items()
+    assert reason == "RuntimeError: boom"
+    assert runner.store.get(key)["status"] == "failed"
+
+
+def test_force_retrains(tmp_path):
+    make_runner(tmp_path).run(make_runner(tmp_path).plan([spec()]))
+    forced = make_runner(tmp_path, force=True)
+    assert len(forced.run(forced.plan([spec()])).done) == 1
+
+
+def test_unknown_method_parameter_fails_fast(tmp_path):
+    with pytest.raises(ValueError, match="no parameter.*lr_scal.*valid: lr_scale"):
+        make_runner(tmp_path).resolve(spec("test_finetune", params={"lr_scal": 1}))
+
+
+def test_contract_breaking_plugin_fails_at_registration_naming_it():
+    class NoRun(Method):
+        name = "test_norun"
+
+    with pytest.raises(PluginError, match="'test_norun'.*run"):
+        register_method(NoRun)
+
+    @dataclass
+    class Mutable:
+        x: int = 1
+
+    class BadParams(Method):
+        name = "test_badparams"
+        Params = Mutable
+
+        def run(self, ctx):
+            return None
+
+    with pytest.raises(PluginError, match="'test_badparams'.*frozen"):
+        register_method(BadParams)
+    assert "test_norun" not in METHODS and "test_badparams" not in METHODS
+
+
+def test_store_claims_are_exclusive_between_live_owners(tmp_path, monkeypatch):
+    store = Store(tmp_path / "s.sqlite")
+    assert store.claim("k", {"a": 1}) == "claimed"
+    import suite.store as S
+
+    monkeypatch.setattr(S, "owner_id", lambda: "otherhost:1")
+    monkeypatch.setattr(S, "_owner_alive", lambda owner, hb: True)
+    assert store.claim("k", {"a": 1}) == "busy"
+    monkeypatch.setattr(S, "_owner_alive", lambda owner, hb: False)  # the holder died: taken over
+    assert store.claim("k", {"a": 1}) == "claimed"
+    store.finish("k", {"top1": 1.0}, {})
+    assert store.claim("k", {"a": 1}) == "done"
