@@ -72,6 +72,12 @@ class StagedClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
+    def forward_with_features(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """(stage outputs, penultimate embedding, logits) in one pass, for distillers."""
+        stages = self.forward_stages(x)
+        embedding = self.head(stages[-1], pre_logits=True)
+        return stages, embedding, self.head.fc(embedding)
+
     def split(self, at: int | None = None) -> tuple[nn.Sequential, nn.Sequential]:
         """(encoder, classifier): encoder = stem + stages[:at], classifier = stages[at:] + head.
 

@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where tables are written (default results/<profile>/, so a smoke run never overwrites a real table)")
     p.add_argument("--store", type=Path, default=Path("runs/store.sqlite"), help="results store (SQLite)")
     p.add_argument("--artifacts", type=Path, default=None, help="checkpoints folder (default: beside the store)")
+    p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="a table option, e.g. --opt pairs=resnet56:resnet20 for `kd` (see --list)")
     p.add_argument("--dry-run", action="store_true", help="show cells, dependencies and estimated time; train nothing")
     p.add_argument("--force", action="store_true", help="retrain cells even if the store has them")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -37,6 +39,9 @@ def print_list() -> None:
     from baselines import model_names
 
     print("tables:   " + ", ".join(f"{n} ({discover_tables().get(n).title})" for n in discover_tables().names()))
+    for n in discover_tables().names():
+        if discover_tables().get(n).options_help:
+            print(f"  --opt for {n}: {discover_tables().get(n).options_help}")
     print("methods:  " + ", ".join(discover_methods().names()))
     print("models:   " + ", ".join(model_names()) + ", timm:<any timm model>")
     print("datasets: " + ", ".join(DATASETS.names()))
@@ -95,7 +100,13 @@ def main(argv: list[str] | None = None) -> int:
             DATASETS.get(args.dataset)
         names = discover_tables().names() if args.table == "all" else [t.strip() for t in args.table.split(",") if t.strip()]
         tables = [get_table(n) for n in names]
-        opts = TableOptions(profile=args.profile, seeds=args.seeds, dataset=args.dataset)
+        extra = {}
+        for item in args.opt:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise ValueError(f"--opt takes KEY=VALUE, got {item!r}")
+            extra[key.strip()] = value.strip()
+        opts = TableOptions(profile=args.profile, seeds=args.seeds, dataset=args.dataset, extra=extra)
         args.out = args.out or Path("results") / args.profile
         if not args.dry_run:
             check_writable(args.out)

@@ -23,6 +23,7 @@ from suite.data import DatasetInfo, Split, iterate_batches
 from suite.profiles import Recipe
 
 # losses(model, x, y) -> (logits, {name: loss}); the harness sums the terms and logs each.
+# logits may be None for stages that do not classify (an autoencoder, a paraphraser).
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
 
@@ -130,7 +131,8 @@ def fit(model: nn.Module, train: Split, info: DatasetInfo, recipe: Recipe, *, de
             opt.step()
             sched.step()
             loss_sum += loss.detach() * len(y)
-            correct += (logits.detach().argmax(1) == y).sum()
+            if logits is not None:
+                correct += (logits.detach().argmax(1) == y).sum()
             n_epoch += len(y)
         mean_loss = (loss_sum / max(n_epoch, 1)).item()  # one sync per epoch, not per step
         if not math.isfinite(mean_loss):

@@ -49,6 +49,8 @@ def summarize_row(row: TableRow, results: list[dict | None], store: Store) -> di
     done = [r for r in results if r and r["status"] == "done"]
     failed = [r for r in results if r and r["status"] == "failed"]
     out: dict[str, Any] = dict(row.labels)
+    if row.spec is None:
+        out["Top-1 % (ours)"] = "pending (plugin not available yet)"
     m = done[0]["metrics"] if done else {}
     out["Params"] = f"{m['params']:,}" if m else ""
     out["Size (MB)"] = fmt(m["size_bytes"] / 1e6, 3) if m else ""
@@ -60,6 +62,8 @@ def summarize_row(row: TableRow, results: list[dict | None], store: Store) -> di
         mean, std = mean_std([r["metrics"]["top1"] for r in done])
         out["Top-1 % (ours)"] = f"{mean:.2f} ± {std:.2f}" if std is not None else f"{mean:.2f}"
         out["n"] = len(done)
+    elif row.spec is None:
+        out["n"] = 0
     elif failed:
         out["Top-1 % (ours)"] = f"failed: {failed[0]['error']}"
         out["n"] = 0
@@ -82,8 +86,23 @@ def summarize_row(row: TableRow, results: list[dict | None], store: Store) -> di
     return out
 
 
+PIVOT_VALUES = ["Top-1 % (ours)", "n", "Top-1 % (reported)", "Δ vs reported", "Train cost"]
+
+
+def pivot_wide(frame: pd.DataFrame, row_label: str, column_label: str) -> pd.DataFrame:
+    """One line per `row_label`, and for each `column_label` value a group of result columns."""
+    values = [c for c in PIVOT_VALUES if c in frame.columns]
+    wide = frame.pivot(index=row_label, columns=column_label, values=values)
+    groups = list(dict.fromkeys(frame[column_label]))
+    wide = wide.reindex(index=list(dict.fromkeys(frame[row_label])))
+    wide.columns = [f"{group}: {value}" for value, group in wide.columns]
+    ordered = [f"{g}: {v}" for g in groups for v in values]
+    return wide[ordered].fillna("").reset_index()
+
+
 def header_lines(table: Table, opts: TableOptions, rows: list[TableRow], results: list[list[dict | None]]) -> list[str]:
     profile = PROFILES.get(opts.profile)
+    rows = [r for r in rows if r.spec is not None]
     datasets = list(dict.fromkeys(r.spec.dataset for r in rows))
     recipes = []
     for fam in dict.fromkeys(dataset_family(DATASETS.get(d).in_chans) for d in datasets):
@@ -130,6 +149,8 @@ def render(table: Table, opts: TableOptions, rows: list[TableRow], results: list
     lines = [summarize_row(row, rs, store) for row, rs in zip(rows, results)]
     frame = pd.DataFrame(lines)
     visible = frame[[c for c in frame.columns if not c.startswith("_")]]
+    if table.pivot:
+        visible = pivot_wide(visible, *table.pivot)
     md = header_lines(table, opts, rows, results) + ["", visible.to_markdown(index=False, disable_numparse=True)]
     notes = table.notes(opts)
     if notes:

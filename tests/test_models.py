@@ -37,6 +37,8 @@ def test_every_model_follows_the_interface(name):
         assert torch.allclose(model.forward_head(feats), logits, atol=1e-5)
         emb = model.forward_head(feats, pre_logits=True)
         assert emb.ndim == 2 and emb.shape[0] == 2
+        stages_, emb_, logits_ = model.forward_with_features(x)
+        assert torch.allclose(emb_, emb, atol=1e-5) and torch.allclose(logits_, logits, atol=1e-5)
         encoder, classifier = model.split()
         assert torch.allclose(classifier(encoder(x)), logits, atol=1e-5)
         if not name.startswith("timm:"):

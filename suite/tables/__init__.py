@@ -30,7 +30,7 @@ class TableOptions:
 @dataclass
 class TableRow:
     labels: dict[str, str]  # the row's leading columns, e.g. {"Dataset": "MNIST", "Model": "LeNet-5"}
-    spec: CellSpec  # seed 0; the runner repeats it for every seed
+    spec: CellSpec | None  # seed 0; the runner repeats it for every seed; None = pending (plugin not available yet)
     reported: list[Reported] = field(default_factory=list)  # reported top-1 figures, first one is compared
     note: str = ""
 
@@ -39,6 +39,9 @@ class Table:
     name: ClassVar[str] = ""
     title: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    # Wide layout: (row label, column label) -> one line per row label, one column group per column label.
+    pivot: ClassVar[tuple[str, str] | None] = None
+    options_help: ClassVar[str] = ""  # the `--opt KEY=VALUE` options this table understands
 
     def rows(self, opts: TableOptions) -> list[TableRow]:
         raise NotImplementedError
@@ -71,4 +74,4 @@ def get_table(name: str) -> Table:
 
 
 def seed_specs(rows: list[TableRow], seeds: int) -> list[CellSpec]:
-    return [row.spec.with_(seed=s) for row in rows for s in range(seeds)]
+    return [row.spec.with_(seed=s) for row in rows if row.spec is not None for s in range(seeds)]

@@ -1,0 +1,123 @@
+"""FT (factor transfer): Kim, Park, Kwak 2018, "Paraphrasing Complex Network: Network Compression via
+Factor Transfer".
+
+1. A paraphraser (conv autoencoder) is pre-trained, on its own stage, to reconstruct the teacher's
+   last feature map through a bottleneck of k x C channels (rate k = 0.5); its encoder output is the
+   teacher factor F_T.
+2. A translator (three convs) on the student's last feature map gives the student factor F_S.
+3. Loss (their Eq. 3): beta * || F_T/||F_T||_2 - F_S/||F_S||_2 ||_p with p = 1 (mean absolute
+   difference of the per-sample L2-normalised factors), plus cross-entropy.
+Defaults: k = 0.5, p = 1, beta = 200 (RepDistiller's FT setting); paraphraser pre-training for 1/8 of
+the student's epochs (RepDistiller: 30 of 240).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from suite.distill import Distiller, Features, TeacherParams, stage_shapes
+from suite.plugins import register_method
+
+
+def _conv(cin: int, cout: int, transpose: bool = False) -> list[nn.Module]:
+    conv = nn.ConvTranspose2d(cin, cout, 3, padding=1) if transpose else nn.Conv2d(cin, cout, 3, padding=1)
+    return [conv, nn.BatchNorm2d(cout), nn.LeakyReLU(0.1, inplace=True)]
+
+
+class Paraphraser(nn.Module):
+    def __init__(self, channels: int, rate: float) -> None:
+        super().__init__()
+        factor = max(1, int(round(channels * rate)))
+        self.encoder = nn.Sequential(*_conv(channels, channels), *_conv(channels, factor), *_conv(factor, factor))
+        self.decoder = nn.Sequential(*_conv(factor, factor, True), *_conv(factor, channels, True),
+                                     *_conv(channels, channels, True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+
+def translator(student_channels: int, factor_channels: int) -> nn.Module:
+    return nn.Sequential(*_conv(student_channels, student_channels), *_conv(student_channels, factor_channels),
+                         *_conv(factor_channels, factor_channels))
+
+
+def factor_transfer_loss(student_factor: torch.Tensor, teacher_factor: torch.Tensor, p: int = 1) -> torch.Tensor:
+    if student_factor.shape[-1] != teacher_factor.shape[-1]:
+        student_factor = F.adaptive_avg_pool2d(student_factor, teacher_factor.shape[-2:])
+    diff = F.normalize(student_factor.flatten(1)) - F.normalize(teacher_factor.flatten(1))
+    return diff.abs().pow(p).mean()
+
+
+@dataclass(frozen=True)
+class FTParams(TeacherParams):
+    rate: float = 0.5
+    p: int = 1
+    beta: float = 200.0
+    ce_weight: float = 1.0
+    paraphraser_epochs_fraction: float = 0.125
+
+
+@torch.no_grad()
+def paraphraser_error(para: Paraphraser, teacher: nn.Module, split, ctx) -> float:
+    """Mean squared reconstruction error of the teacher's last feature map on a fixed probe set."""
+    from suite.data import iterate_batches
+
+    was_training = para.training
+    para.eval()
+    errors = [F.mse_loss(para(f), f).item() for f in
+              (teacher.forward_features(x) for x, _ in iterate_batches(split.to(ctx.device), ctx.info, 256,
+                                                                      shuffle=False, augment=False))]
+    para.train(was_training)
+    return sum(errors) / len(errors)
+
+
+class FTModules(nn.Module):
+    def __init__(self, paraphraser: Paraphraser, translator: nn.Module) -> None:
+        super().__init__()
+        self.paraphraser = paraphraser
+        self.translator = translator
+
+
+@register_method
+class FT(Distiller):
+    name = "ft"
+    version = "1"
+    Params = FTParams
+    description = "factor transfer: paraphrased teacher factors matched by a student translator"
+
+    def extra_modules(self, ctx, student, teacher):
+        cs, ct = stage_shapes(student, ctx.info, ctx.device)[-1][0], stage_shapes(teacher, ctx.info, ctx.device)[-1][0]
+        para = Paraphraser(ct, ctx.params.rate)
+        return FTModules(para, translator(cs, para.encoder[-3].out_channels))
+
+    def prepare(self, ctx, student, teacher, extra):
+        """Pre-train the paraphraser on the teacher's last feature map (its own checkpointed stage)."""
+        para = extra.paraphraser
+
+        def reconstruction(model, x, y):
+            with torch.no_grad():
+                features = teacher.forward_features(x)
+            return None, {"reconstruction": F.mse_loss(model(features), features)}
+
+        epochs = max(1, round(ctx.recipe.epochs * ctx.params.paraphraser_epochs_fraction))
+        probe = ctx.train.subset(torch.arange(min(512, len(ctx.train))))
+        before = paraphraser_error(para, teacher, probe, ctx)
+        ctx.fit(para, losses=reconstruction, recipe=ctx.recipe.with_(epochs=epochs), stage="paraphraser")
+        ctx.record(paraphraser_mse_before=before, paraphraser_mse_after=paraphraser_error(para, teacher, probe, ctx))
+        para.eval()
+        for p in para.parameters():
+            p.requires_grad_(False)
+
+    def trainable(self, student, extra):
+        return list(student.parameters()) + list(extra.translator.parameters())
+
+    def loss_terms(self, params: FTParams, s: Features, t: Features, y, extra):
+        with torch.no_grad():
+            extra.paraphraser.eval()  # the harness puts extra modules in train mode; the paraphraser stays fixed
+            teacher_factor = extra.paraphraser.encoder(t.stages[-1])
+        student_factor = extra.translator(s.stages[-1])
+        return {"ce": params.ce_weight * F.cross_entropy(s.logits, y),
+                "ft": params.beta * factor_transfer_loss(student_factor, teacher_factor, params.p)}

@@ -1,0 +1,105 @@
+"""What every distiller shares: a teacher dependency and a student trained through the harness.
+
+Following mdistiller, a distiller is loss terms plus extra modules. Subclasses implement
+`loss_terms` (and `extra_modules` / `prepare` when they have any); this class provides the teacher
+(a `baseline` cell on the teacher model, trained once and cached, or a checkpoint given by path) and
+the training call.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+from suite.context import CellContext
+from suite.plugins import Method
+from suite.spec import CellSpec
+
+
+class Features(NamedTuple):
+    stages: list[torch.Tensor]
+    embedding: torch.Tensor  # penultimate (pre-logits)
+    logits: torch.Tensor
+
+
+@dataclass(frozen=True)
+class TeacherParams:
+    teacher: str = "resnet110"  # teacher model name; its cell is the `baseline` method on it
+    teacher_checkpoint: str = ""  # or a state dict file of that model, used instead of training one
+
+
+class Distiller(Method):
+    Params = TeacherParams
+
+    def requires(self, spec: CellSpec, params: Any) -> dict[str, CellSpec]:
+        if params.teacher_checkpoint:
+            return {}
+        return {"teacher": spec.with_(method="baseline", model=params.teacher, params={})}
+
+    def load_teacher(self, ctx: CellContext) -> nn.Module:
+        if ctx.params.teacher_checkpoint:
+            from baselines import create_model
+
+            teacher = create_model(ctx.params.teacher, num_classes=ctx.info.num_classes, in_chans=ctx.info.in_chans)
+            path = Path(ctx.params.teacher_checkpoint).expanduser()
+            try:
+                teacher.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            except Exception as exc:
+                raise ValueError(f"teacher checkpoint {path} is not a {ctx.params.teacher} state dict "
+                                 f"({type(exc).__name__})") from None
+        else:
+            teacher = ctx.deps["teacher"].load_model()
+        teacher = teacher.to(ctx.device).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        return teacher
+
+    # --- what a distiller defines -------------------------------------------------------------
+    def extra_modules(self, ctx: CellContext, student: nn.Module, teacher: nn.Module) -> nn.Module | None:
+        return None
+
+    def prepare(self, ctx: CellContext, student: nn.Module, teacher: nn.Module, extra: nn.Module | None) -> None:
+        """A stage before student training (FT pre-trains its paraphraser here)."""
+
+    def loss_terms(self, params: Any, s: Features, t: Features, y: torch.Tensor,
+                   extra: nn.Module | None) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    # --- shared ----------------------------------------------------------------------------------
+    def run(self, ctx: CellContext) -> nn.Module:
+        student = self.build_model(ctx.spec, ctx.info).to(ctx.device)
+        teacher = self.load_teacher(ctx)
+        extra = self.extra_modules(ctx, student, teacher)
+        if extra is not None:
+            extra = extra.to(ctx.device)
+        self.prepare(ctx, student, teacher, extra)
+        params = ctx.params
+
+        def losses(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+            with torch.no_grad():
+                t = Features(*teacher.forward_with_features(x))
+            s = Features(*model.forward_with_features(x))
+            return s.logits, self.loss_terms(params, s, t, y, extra)
+
+        ctx.fit(student, losses=losses, extra_modules=extra, params=self.trainable(student, extra))
+        return student
+
+    def trainable(self, student: nn.Module, extra: nn.Module | None) -> list[nn.Parameter]:
+        params = list(student.parameters())
+        if extra is not None:
+            params += [p for p in extra.parameters() if p.requires_grad]
+        return params
+
+
+@torch.no_grad()
+def stage_shapes(model: nn.Module, info, device: torch.device | str = "cpu") -> list[torch.Size]:
+    """Shapes of every stage output for one input of the dataset's size."""
+    was_training = model.training
+    model.eval()
+    x = torch.zeros(2, info.in_chans, info.image_size, info.image_size, device=device)
+    shapes = [s.shape[1:] for s in model.forward_stages(x)]
+    model.train(was_training)
+    return shapes

@@ -1,0 +1,83 @@
+"""Distillers: golden properties of each loss, shapes of the extra modules, and end-to-end training."""
+import pytest
+import torch
+
+from baselines import create_model
+from methods.fitnet import FitNetParams, hint_index, make_regressor
+from methods.kd import kd_loss
+from methods.rkd import rkd_angle_loss, rkd_distance_loss
+from suite.data import DATASETS
+from suite.distill import stage_shapes
+from suite.runner import Runner
+from suite.spec import CellSpec
+from suite.store import Store
+
+KD_PAIRS = [("resnet110", "resnet32"), ("vgg16", "vgg8"), ("resnet56", "resnet20"), ("resnet32x4", "resnet8x4"),
+            ("vgg13", "vgg8")]
+
+
+def test_kd_loss_is_zero_for_equal_logits_and_positive_otherwise():
+    torch.manual_seed(0)
+    z = torch.randn(16, 100)
+    assert kd_loss(z, z.clone(), 4.0).abs().item() < 1e-6
+    assert kd_loss(z, torch.randn(16, 100), 4.0).item() > 0
+
+
+def test_rkd_losses_are_zero_for_identical_and_scale_invariant():
+    torch.manual_seed(0)
+    s, t = torch.randn(32, 64), torch.randn(32, 64)
+    for loss in (rkd_distance_loss, rkd_angle_loss):
+        assert loss(s, s.clone()).item() < 1e-7
+        assert loss(s, t).item() > 0
+        assert loss(3.7 * s, t).item() == pytest.approx(loss(s, t).item(), rel=1e-4)
+
+
+@pytest.mark.parametrize("teacher,student", KD_PAIRS)
+def test_fitnet_regressor_maps_student_stage_to_teacher_stage(teacher, student):
+    info = DATASETS.get("cifar100")
+    t_shapes = stage_shapes(create_model(teacher, num_classes=100), info)
+    s_shapes = stage_shapes(create_model(student, num_classes=100), info)
+    p = FitNetParams()
+    s_shape, t_shape = s_shapes[hint_index(p, len(s_shapes))], t_shapes[hint_index(p, len(t_shapes))]
+    out = make_regressor(s_shape, t_shape)(torch.randn(2, *s_shape))
+    assert out.shape[1:] == t_shape
+
+
+def make_runner(tmp_path):
+    return Runner(Store(tmp_path / "store.sqlite"), tmp_path / "artifacts", device="cpu", progress=False,
+                  log=lambda *_: None)
+
+
+def student(method, **params):
+    # BN ResNets, as in the table's pairs (FitNet's hint weight 100 overwhelms a BN-free LeNet at this lr)
+    return CellSpec.make(method, "resnet8", "synthetic_cifar10", "smoke", params={"teacher": "resnet8", **params},
+                         recipe_overrides={"epochs": 2, "train_subset": None})
+
+
+def test_every_distiller_trains_a_student_above_chance_and_the_teacher_once(tmp_path):
+    runner = make_runner(tmp_path)
+    cells = runner.plan([student(m) for m in ("kd", "rkd", "fitnet", "ft")])
+    teachers = [c for c in cells if c.spec.method == "baseline"]
+    assert len(teachers) == 1 and cells[0] is teachers[0]  # one teacher, trained first
+    summary = runner.run(cells)
+    assert summary.failed == {} and len(summary.done) == 5
+    for cell in cells[1:]:
+        metrics = runner.store.get(cell.key)["metrics"]
+        assert metrics["top1"] > 30, (cell.spec.method, metrics["top1"])  # chance is 10 %
+        assert metrics["deps"] == {"teacher": teachers[0].key}
+    ft = runner.store.get(next(c.key for c in cells if c.spec.method == "ft"))["metrics"]
+    assert ft["paraphraser_mse_after"] < ft["paraphraser_mse_before"]  # pre-training taught it to reconstruct
+    assert [s["stage"] for s in ft["stages"]] == ["paraphraser", "main"]
+
+
+def test_teacher_checkpoint_by_path_replaces_the_teacher_cell(tmp_path):
+    path = tmp_path / "teacher.pt"
+    torch.save(create_model("resnet8", 10, 3).state_dict(), path)
+    runner = make_runner(tmp_path)
+    cells = runner.plan([student("kd", teacher_checkpoint=str(path))])
+    assert [c.spec.method for c in cells] == ["kd"]
+    assert runner.run(cells).failed == {}
+    bad = tmp_path / "bad.pt"
+    torch.save({"nope": torch.zeros(1)}, bad)
+    failed = make_runner(tmp_path).run(make_runner(tmp_path).plan([student("kd", teacher_checkpoint=str(bad))])).failed
+    assert list(failed.values())[0].startswith("ValueError: teacher checkpoint") 
