@@ -8,7 +8,10 @@ Factor Transfer".
 3. Loss (their Eq. 3): beta * || F_T/||F_T||_2 - F_S/||F_S||_2 ||_p with p = 1 (mean absolute
    difference of the per-sample L2-normalised factors), plus cross-entropy.
 Defaults: k = 0.5, p = 1, beta = 200 (RepDistiller's FT setting); paraphraser pre-training for 1/8 of
-the student's epochs (RepDistiller: 30 of 240).
+the student's epochs (RepDistiller: 30 of 240). The factor is flattened as the paper's Eq. 3 writes it
+(so does mmrazor's FTLoss); RepDistiller's FactorTransfer loss first averages squared channels into
+one map, which is a different, attention-like factor. When the two factor maps differ in size, the
+larger is average-pooled to the smaller.
 """
 from __future__ import annotations
 
@@ -45,8 +48,11 @@ def translator(student_channels: int, factor_channels: int) -> nn.Module:
 
 
 def factor_transfer_loss(student_factor: torch.Tensor, teacher_factor: torch.Tensor, p: int = 1) -> torch.Tensor:
-    if student_factor.shape[-1] != teacher_factor.shape[-1]:
+    hs, ht = student_factor.shape[-1], teacher_factor.shape[-1]
+    if hs > ht:
         student_factor = F.adaptive_avg_pool2d(student_factor, teacher_factor.shape[-2:])
+    elif ht > hs:
+        teacher_factor = F.adaptive_avg_pool2d(teacher_factor, student_factor.shape[-2:])
     diff = F.normalize(student_factor.flatten(1)) - F.normalize(teacher_factor.flatten(1))
     return diff.abs().pow(p).mean()
 

@@ -60,14 +60,15 @@ class CellContext:
 
     def fit(self, model: nn.Module, *, losses: LossFn = cross_entropy_loss, extra_modules: nn.Module | None = None,
             params: Iterable[nn.Parameter] | None = None, recipe: Recipe | None = None, stage: str = "main",
-            train: Split | None = None, augment: bool = True) -> FitResult:
+            train: Split | None = None, augment: bool = True,
+            on_epoch_end: Callable[[int, nn.Module], None] | None = None) -> FitResult:
         """Train through the shared harness; each stage checkpoints (and resumes) on its own."""
         recipe = recipe or self.recipe
         result = fit(model, train if train is not None else self.train, self.info, recipe, device=self.device,
                      losses=losses, extra_modules=extra_modules, params=params,
                      checkpoint=self.artifact_dir / f"{stage}.ckpt", seed=self.spec.seed,
                      desc=f"{self.spec.model}/{self.spec.method} {stage}", progress=self.progress, augment=augment,
-                     on_epoch_end=lambda epoch, m: self.heartbeat())
+                     on_epoch_end=lambda epoch, m: (self.heartbeat(), on_epoch_end and on_epoch_end(epoch, m)))
         self.stages.append({"stage": stage, "epochs": result.epochs_total, "epochs_run": result.epochs_run,
                             "seconds": result.total_seconds, "images_per_second": result.images_per_second,
                             "final_loss": result.history[-1]["loss"] if result.history else None})

@@ -44,6 +44,7 @@ class Method:
     version: ClassVar[str] = "1"
     Params: ClassVar[type] = NoParams
     description: ClassVar[str] = ""
+    inference_device: ClassVar[str | None] = None  # e.g. "cpu" for int8 models that only run there
 
     def requires(self, spec: "CellSpec", params: Any) -> dict[str, "CellSpec"]:
         return {}
@@ -55,6 +56,11 @@ class Method:
 
     def run(self, ctx: "CellContext") -> nn.Module:
         raise NotImplementedError
+
+    def measure(self, ctx: "CellContext", model: nn.Module, metrics: dict[str, Any]) -> dict[str, Any]:
+        """Figures that replace or add to the harness's measurements (a compressed artifact's size,
+        the parameter count of an int8 model). Default: none."""
+        return {}
 
     def make_params(self, overrides: dict[str, Any]) -> Any:
         """The plugin's Params with `overrides` applied; unknown names fail with the valid ones listed."""

@@ -44,45 +44,60 @@ def training_cost(store: Store, key: str, seen: set[str] | None = None) -> tuple
     return epochs, seconds
 
 
+DEFAULT_COLUMNS = ["Params", "Size (MB)", "FLOPs (M)", "Latency b1 ms (p90)", "Throughput (img/s)", "Energy (mJ)",
+                   "Top-1 % (ours)", "n", "Top-1 % (reported)", "Δ vs reported", "Train cost"]
+ROBUST_LABELS = {"gaussian_noise_0.3": "Top-1 % noise σ=0.3", "salt_pepper_10pct": "Top-1 % salt & pepper 10 %"}
+
+
 def summarize_row(row: TableRow, results: list[dict | None], store: Store) -> dict[str, Any]:
-    """One table line: cost figures from the first finished seed, top-1 as mean ± std over seeds."""
+    """Every column a table may show: cost figures from the first finished seed, accuracies as mean ± std
+    over seeds. Keys starting with "_" hold raw numbers for the CSV and for derived columns."""
     done = [r for r in results if r and r["status"] == "done"]
     failed = [r for r in results if r and r["status"] == "failed"]
     out: dict[str, Any] = dict(row.labels)
-    if row.spec is None:
-        out["Top-1 % (ours)"] = "pending (plugin not available yet)"
     m = done[0]["metrics"] if done else {}
+    blank = "" if not m else "n/a"
     out["Params"] = f"{m['params']:,}" if m else ""
+    out["Non-zero params"] = f"{m['nonzero_params']:,}" if m else ""
     out["Size (MB)"] = fmt(m["size_bytes"] / 1e6, 3) if m else ""
-    out["FLOPs (M)"] = fmt(m["flops"] / 1e6, 1) if m and m.get("flops") is not None else ("n/a" if m else "")
+    out["Size (KB)"] = fmt(m["size_bytes"] / 1e3, 1) if m else ""
+    out["Size format"] = m.get("size_format", "") if m else ""
+    out["FLOPs (M)"] = fmt(m["flops"] / 1e6, 1) if m.get("flops") is not None else blank
     out["Latency b1 ms (p90)"] = f"{fmt(m['latency_ms'], 3)} ({fmt(m['latency_p90_ms'], 3)})" if m else ""
+    out["Test-set time (s)"] = fmt(m["test_set_seconds"], 3) if m.get("test_set_seconds") is not None else blank
     out["Throughput (img/s)"] = fmt(m["throughput_img_s"], 0) if m else ""
-    out["Energy (mJ)"] = fmt(m["energy_mj"], 3) if m and m.get("energy_mj") is not None else ("n/a" if m else "")
-    if done:
+    out["Energy (mJ)"] = fmt(m["energy_mj"], 3) if m.get("energy_mj") is not None else blank
+    for key, column in ROBUST_LABELS.items():
+        vals = [r["metrics"].get("robust_top1", {}).get(key) for r in done]
+        vals = [v for v in vals if v is not None]
+        out[column] = f"{statistics.fmean(vals):.2f}" if vals else blank
+    mean = std = None
+    if row.spec is None:
+        out["Top-1 % (ours)"], out["n"] = "pending (plugin not available yet)", 0
+    elif done:
         mean, std = mean_std([r["metrics"]["top1"] for r in done])
         out["Top-1 % (ours)"] = f"{mean:.2f} ± {std:.2f}" if std is not None else f"{mean:.2f}"
         out["n"] = len(done)
-    elif row.spec is None:
-        out["n"] = 0
     elif failed:
-        out["Top-1 % (ours)"] = f"failed: {failed[0]['error']}"
-        out["n"] = 0
+        out["Top-1 % (ours)"], out["n"] = f"failed: {failed[0]['error']}", 0
     else:
-        out["Top-1 % (ours)"] = "pending"
-        out["n"] = 0
+        out["Top-1 % (ours)"], out["n"] = "pending", 0
     ref = row.reported[0] if row.reported else None
     out["Top-1 % (reported)"] = "; ".join(f"{r.value:.2f} [{r.source}]" for r in row.reported) or "—"
-    out["Δ vs reported"] = f"{mean - ref.value:+.2f}" if done and ref else "—"
+    out["Δ vs reported"] = f"{mean - ref.value:+.2f}" if mean is not None and ref else "—"
     if done:
         costs = [training_cost(store, r["key"]) for r in done]
         out["Train cost"] = f"{costs[0][0]} ep, {fmt_duration(statistics.fmean(c[1] for c in costs))}"
     else:
         out["Train cost"] = ""
-    # machine-readable figures for the CSV
-    out["_top1_mean"] = mean if done else None
-    out["_top1_std"] = std if done else None
+    out["_top1_mean"], out["_top1_std"] = mean, std
     out["_reported"] = ref.value if ref else None
+    out["_latency_ms"] = m.get("latency_ms")
+    out["_test_set_seconds"] = m.get("test_set_seconds")
+    out["_size_bytes"] = m.get("size_bytes")
+    out["_nonzero_params"] = m.get("nonzero_params")
     out["_keys"] = " ".join(r["key"] for r in results if r)
+    out.update(row.extra)
     return out
 
 
@@ -147,11 +162,13 @@ def render(table: Table, opts: TableOptions, rows: list[TableRow], results: list
            out_dir: Path) -> tuple[Path, Path]:
     """Write `<out>/<table>.md` and `<out>/<table>.csv`; returns both paths."""
     lines = [summarize_row(row, rs, store) for row, rs in zip(rows, results)]
-    frame = pd.DataFrame(lines)
-    visible = frame[[c for c in frame.columns if not c.startswith("_")]]
+    frame = table.finalize(pd.DataFrame(lines))
+    label_columns = list(dict.fromkeys(k for row in rows for k in row.labels))
+    visible = frame[label_columns + [c for c in (table.columns or DEFAULT_COLUMNS) if c in frame.columns]]
     if table.pivot:
         visible = pivot_wide(visible, *table.pivot)
-    md = header_lines(table, opts, rows, results) + ["", visible.to_markdown(index=False, disable_numparse=True)]
+    md = header_lines(table, opts, rows, results) + [f"- {line}" for line in table.summary_lines(rows, lines)]
+    md += ["", visible.to_markdown(index=False, disable_numparse=True)]
     notes = table.notes(opts)
     if notes:
         md += ["", "Notes:"] + [f"- {n}" for n in notes]
@@ -159,4 +176,20 @@ def render(table: Table, opts: TableOptions, rows: list[TableRow], results: list
     md_path, csv_path = out_dir / f"{table.name}.md", out_dir / f"{table.name}.csv"
     md_path.write_text("\n".join(md) + "\n")
     frame.rename(columns=lambda c: c.lstrip("_")).to_csv(csv_path, index=False)
+    write_index(out_dir.parent)
     return md_path, csv_path
+
+
+def write_index(root: Path) -> Path:
+    """`<root>/README.md`: every rendered table under `<root>/<profile>/`, with its profile and date."""
+    entries = []
+    for md in sorted(root.glob("*/*.md")):
+        lines = md.read_text().splitlines()
+        title = lines[0].lstrip("# ") if lines else md.stem
+        rendered = next((l.split("rendered ")[-1] for l in lines if "rendered " in l), "?")
+        entries.append(f"| [{title}]({md.relative_to(root).as_posix()}) | `{md.parent.name}` | {rendered} |")
+    index = root / "README.md"
+    index.write_text("# Published results\n\nEvery table here was produced by `python run_all.py --table NAME --profile "
+                     "PROFILE` (see each table's header for its settings); nothing is typed by hand.\n\n"
+                     "| table | profile | rendered |\n|---|---|---|\n" + "\n".join(entries) + "\n")
+    return index

@@ -185,6 +185,26 @@ class Runner:
                 return state
             time.sleep(2)
 
+    def _evaluate_and_measure(self, cell: Cell, ctx: CellContext, model: torch.nn.Module) -> dict[str, Any]:
+        """Clean and perturbed test accuracy, whole-test-set inference time, and the cost figures."""
+        from suite.harness import evaluate
+        from suite.perturb import PERTURBATIONS, perturbation
+
+        device = torch.device(cell.method.inference_device) if cell.method.inference_device else self.device
+        batch = cell.recipe.eval_batch_size
+        t0 = time.perf_counter()
+        metrics: dict[str, Any] = evaluate(model, ctx.test, ctx.info, device=device, batch_size=batch)
+        metrics["test_set_seconds"] = time.perf_counter() - t0
+        metrics["test_set_batch"] = batch
+        metrics["robust_top1"] = {name: evaluate(model, ctx.test, ctx.info, device=device, batch_size=batch,
+                                                 transform=perturbation(name, ctx.info))["top1"]
+                                  for name in PERTURBATIONS}
+        info = ctx.info
+        metrics.update(measure_model(model, (info.in_chans, info.image_size, info.image_size), device))
+        metrics["size_format"] = "torch.save(state_dict)"
+        metrics.update(cell.method.measure(ctx, model, metrics))
+        return metrics
+
     def _run_one(self, cell: Cell) -> None:
         assert cell.data is not None
         artifact_dir = self.artifacts / cell.key
@@ -203,12 +223,7 @@ class Runner:
         model = cell.method.run(ctx)
         wall = time.perf_counter() - t0
         save_atomic(model.state_dict(), artifact_dir / MODEL_FILE)
-        from suite.harness import evaluate
-
-        metrics: dict[str, Any] = evaluate(model, ctx.test, ctx.info, device=self.device,
-                                           batch_size=cell.recipe.eval_batch_size)
-        info = ctx.info
-        metrics.update(measure_model(model, (info.in_chans, info.image_size, info.image_size), self.device))
+        metrics = self._evaluate_and_measure(cell, ctx, model)
         metrics.update({
             "stages": ctx.stages, "epochs_trained": sum(s["epochs"] for s in ctx.stages),
             "train_seconds": sum(s["seconds"] for s in ctx.stages), "cell_seconds": wall,

@@ -14,3 +14,16 @@ def _small_torch():
 @pytest.fixture
 def run_dir(tmp_path):
     return {"store": tmp_path / "runs" / "store.sqlite", "out": tmp_path / "results"}
+
+
+@pytest.fixture
+def make_runner(tmp_path):
+    """A quiet CPU runner on a fresh store in tmp_path (pass force=True etc. as keywords)."""
+    from suite.runner import Runner
+    from suite.store import Store
+
+    def make(**kw):
+        return Runner(Store(tmp_path / "store.sqlite"), tmp_path / "artifacts", device="cpu", progress=False,
+                      log=lambda *_: None, **kw)
+
+    return make

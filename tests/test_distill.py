@@ -8,9 +8,7 @@ from methods.kd import kd_loss
 from methods.rkd import rkd_angle_loss, rkd_distance_loss
 from suite.data import DATASETS
 from suite.distill import stage_shapes
-from suite.runner import Runner
 from suite.spec import CellSpec
-from suite.store import Store
 
 KD_PAIRS = [("resnet110", "resnet32"), ("vgg16", "vgg8"), ("resnet56", "resnet20"), ("resnet32x4", "resnet8x4"),
             ("vgg13", "vgg8")]
@@ -43,9 +41,6 @@ def test_fitnet_regressor_maps_student_stage_to_teacher_stage(teacher, student):
     assert out.shape[1:] == t_shape
 
 
-def make_runner(tmp_path):
-    return Runner(Store(tmp_path / "store.sqlite"), tmp_path / "artifacts", device="cpu", progress=False,
-                  log=lambda *_: None)
 
 
 def student(method, **params):
@@ -54,8 +49,8 @@ def student(method, **params):
                          recipe_overrides={"epochs": 2, "train_subset": None})
 
 
-def test_every_distiller_trains_a_student_above_chance_and_the_teacher_once(tmp_path):
-    runner = make_runner(tmp_path)
+def test_every_distiller_trains_a_student_above_chance_and_the_teacher_once(tmp_path, make_runner):
+    runner = make_runner()
     cells = runner.plan([student(m) for m in ("kd", "rkd", "fitnet", "ft")])
     teachers = [c for c in cells if c.spec.method == "baseline"]
     assert len(teachers) == 1 and cells[0] is teachers[0]  # one teacher, trained first
@@ -70,14 +65,14 @@ def test_every_distiller_trains_a_student_above_chance_and_the_teacher_once(tmp_
     assert [s["stage"] for s in ft["stages"]] == ["paraphraser", "main"]
 
 
-def test_teacher_checkpoint_by_path_replaces_the_teacher_cell(tmp_path):
+def test_teacher_checkpoint_by_path_replaces_the_teacher_cell(tmp_path, make_runner):
     path = tmp_path / "teacher.pt"
     torch.save(create_model("resnet8", 10, 3).state_dict(), path)
-    runner = make_runner(tmp_path)
+    runner = make_runner()
     cells = runner.plan([student("kd", teacher_checkpoint=str(path))])
     assert [c.spec.method for c in cells] == ["kd"]
     assert runner.run(cells).failed == {}
     bad = tmp_path / "bad.pt"
     torch.save({"nope": torch.zeros(1)}, bad)
-    failed = make_runner(tmp_path).run(make_runner(tmp_path).plan([student("kd", teacher_checkpoint=str(bad))])).failed
+    failed = make_runner().run(make_runner().plan([student("kd", teacher_checkpoint=str(bad))])).failed
     assert list(failed.values())[0].startswith("ValueError: teacher checkpoint") 

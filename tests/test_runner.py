@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from suite.plugins import METHODS, Method, PluginError, discover_methods, register_method
-from suite.runner import Runner
 from suite.spec import CellSpec
 from suite.store import Store
 
@@ -48,13 +47,10 @@ def spec(method="baseline", model="lenet5", dataset="synthetic_mnist", **kw):
     return CellSpec.make(method, model, dataset, "smoke", **kw)
 
 
-def make_runner(tmp_path, **kw):
-    return Runner(Store(tmp_path / "store.sqlite"), tmp_path / "artifacts", device="cpu", progress=False,
-                  log=lambda *_: None, **kw)
 
 
-def test_dependency_is_trained_once_for_two_dependents(tmp_path):
-    runner = make_runner(tmp_path)
+def test_dependency_is_trained_once_for_two_dependents(tmp_path, make_runner):
+    runner = make_runner()
     cells = runner.plan([spec("test_finetune", params={"lr_scale": 0.5}), spec("test_finetune", params={"lr_scale": 0.1})])
     assert [c.spec.method for c in cells] == ["baseline", "test_finetune", "test_finetune"]
     summary = runner.run(cells)
@@ -63,21 +59,21 @@ def test_dependency_is_trained_once_for_two_dependents(tmp_path):
     child = runner.store.get(cells[1].key)["metrics"]
     assert child["baseline_top1"] == baseline["top1"]
     assert child["deps"] == {"baseline": cells[0].key}
-    again = make_runner(tmp_path).run(make_runner(tmp_path).plan([spec("test_finetune", params={"lr_scale": 0.5})]))
+    again = make_runner().run(make_runner().plan([spec("test_finetune", params={"lr_scale": 0.5})]))
     assert again.done == [] and len(again.skipped) == 2  # a second run trains nothing
 
 
-def test_keys_change_with_what_changes_results(tmp_path):
-    runner = make_runner(tmp_path)
+def test_keys_change_with_what_changes_results(tmp_path, make_runner):
+    runner = make_runner()
     base = runner.resolve(spec()).key
     assert runner.resolve(spec(seed=1)).key != base
     assert runner.resolve(spec(recipe_overrides={"epochs": 2})).key != base
     assert runner.resolve(spec(params={"epochs_scale": 2.0})).key != base
-    assert make_runner(tmp_path).resolve(spec()).key == base  # and only with that
+    assert make_runner().resolve(spec()).key == base  # and only with that
 
 
-def test_a_failing_cell_does_not_stop_the_others(tmp_path):
-    runner = make_runner(tmp_path)
+def test_a_failing_cell_does_not_stop_the_others(tmp_path, make_runner):
+    runner = make_runner()
     summary = runner.run(runner.plan([spec("test_exploding"), spec()]))
     assert len(summary.done) == 1 and len(summary.failed) == 1
     (key, reason), = summary.failed.items()
@@ -85,15 +81,15 @@ def test_a_failing_cell_does_not_stop_the_others(tmp_path):
     assert runner.store.get(key)["status"] == "failed"
 
 
-def test_force_retrains(tmp_path):
-    make_runner(tmp_path).run(make_runner(tmp_path).plan([spec()]))
-    forced = make_runner(tmp_path, force=True)
+def test_force_retrains(tmp_path, make_runner):
+    make_runner().run(make_runner().plan([spec()]))
+    forced = make_runner(force=True)
     assert len(forced.run(forced.plan([spec()])).done) == 1
 
 
-def test_unknown_method_parameter_fails_fast(tmp_path):
+def test_unknown_method_parameter_fails_fast(tmp_path, make_runner):
     with pytest.raises(ValueError, match="no parameter.*lr_scal.*valid: lr_scale"):
-        make_runner(tmp_path).resolve(spec("test_finetune", params={"lr_scal": 1}))
+        make_runner().resolve(spec("test_finetune", params={"lr_scal": 1}))
 
 
 def test_contract_breaking_plugin_fails_at_registration_naming_it():

@@ -8,7 +8,10 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from suite.reference import Reported
 from suite.registry import Registry
@@ -32,7 +35,7 @@ class TableRow:
     labels: dict[str, str]  # the row's leading columns, e.g. {"Dataset": "MNIST", "Model": "LeNet-5"}
     spec: CellSpec | None  # seed 0; the runner repeats it for every seed; None = pending (plugin not available yet)
     reported: list[Reported] = field(default_factory=list)  # reported top-1 figures, first one is compared
-    note: str = ""
+    extra: dict[str, str] = field(default_factory=dict)  # further pre-formatted columns (e.g. other reported figures)
 
 
 class Table:
@@ -42,11 +45,20 @@ class Table:
     # Wide layout: (row label, column label) -> one line per row label, one column group per column label.
     pivot: ClassVar[tuple[str, str] | None] = None
     options_help: ClassVar[str] = ""  # the `--opt KEY=VALUE` options this table understands
+    columns: ClassVar[list[str] | None] = None  # result columns to show, in order (None: suite.report.DEFAULT_COLUMNS)
+
+    def finalize(self, frame: "pd.DataFrame") -> "pd.DataFrame":
+        """Add derived columns (e.g. speed-up against a reference row) to the summarized rows."""
+        return frame
 
     def rows(self, opts: TableOptions) -> list[TableRow]:
         raise NotImplementedError
 
     def notes(self, opts: TableOptions) -> list[str]:
+        return []
+
+    def summary_lines(self, rows: list[TableRow], lines: list[dict[str, Any]]) -> list[str]:
+        """Extra header lines computed from the rendered rows (e.g. a KD table's teacher accuracies)."""
         return []
 
 

@@ -70,6 +70,14 @@ class KDTable(Table):
                 rows.append(TableRow({"Method": row_label, "Pair": pair}, spec, [ref] if ref else []))
         return rows
 
+    def summary_lines(self, rows, lines):
+        out = []
+        for row, line in zip(rows, lines):
+            if row.labels["Method"] in ("Teacher (baseline)", "Student baseline") and row.spec is not None:
+                out.append(f"{row.labels['Method'].split(' ')[0]} {label(row.spec.model, MODEL_LABELS)} "
+                           f"({row.labels['Pair']}): top-1 {line['Top-1 % (ours)']} %")
+        return out
+
     def notes(self, opts: TableOptions) -> list[str]:
         notes = ["Train cost: epochs and wall clock of the row's own training plus everything it needed "
                  "(a distilled student includes its teacher; FT includes its paraphraser stage).",

@@ -1,0 +1,93 @@
+"""Weight clustering (weight sharing), as in Deep Compression (Han et al. 2016, Sec. 3).
+
+Each conv / linear layer's weights are clustered by 1-D k-means (scikit-learn) into 2^bits shared
+values, with the centroids initialised linearly between the minimum and maximum weight (the paper's
+best initialisation). The layer then computes with `centroids[index]`; fine-tuning trains only the
+centroids (each receives the summed gradient of its weights, the paper's Eq. 3) together with the
+unclustered parameters (biases, BN). Size counts what a deployment stores: `bits`-bit indices plus an
+fp32 codebook per layer, plus every other tensor in fp32, computed rather than written as a file.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from suite.compress import compressible_layers
+from suite.plugins import Method, register_method
+
+
+class SharedWeights(nn.Module):
+    """Parametrization: the weight is looked up from trainable centroids by fixed cluster indices."""
+
+    def __init__(self, weight: torch.Tensor, bits: int) -> None:
+        super().__init__()
+        from sklearn.cluster import KMeans
+
+        values = weight.detach().cpu().reshape(-1, 1).double().numpy()
+        k = min(2 ** bits, len(np.unique(values)))
+        init = np.linspace(values.min(), values.max(), k).reshape(-1, 1)
+        km = KMeans(n_clusters=k, init=init, n_init=1, max_iter=100).fit(values)
+        self.centroids = nn.Parameter(torch.tensor(km.cluster_centers_.ravel(), dtype=weight.dtype, device=weight.device))
+        self.register_buffer("index", torch.tensor(km.labels_, dtype=torch.long, device=weight.device).view(weight.shape))
+
+    def forward(self, original: torch.Tensor) -> torch.Tensor:
+        return self.centroids[self.index]
+
+
+@dataclass(frozen=True)
+class ClusterParams:
+    bits: int = 4  # 2^bits shared values per layer
+    finetune_fraction: float = 0.5
+
+
+def cluster_model(model: nn.Module, bits: int) -> list[nn.Module]:
+    layers = []
+    for _, m in compressible_layers(model):
+        parametrize.register_parametrization(m, "weight", SharedWeights(m.weight, bits))
+        m.parametrizations.weight.original.requires_grad_(False)  # only centroids learn
+        layers.append(m)
+    return layers
+
+
+def clustered_size_bytes(model: nn.Module, bits: int) -> int:
+    """bits-bit indices + fp32 codebook for clustered weights, fp32 for every other tensor."""
+    clustered, total = 0, 0
+    for _, m in compressible_layers(model):
+        n = m.weight.numel()
+        clustered += n
+        total += math.ceil(n * bits / 8) + len(torch.unique(m.weight.detach())) * 4
+    others = sum(t.numel() for t in model.state_dict().values() if t.is_floating_point()) - clustered
+    return total + 4 * others
+
+
+@register_method
+class WeightClustering(Method):
+    name = "cluster"
+    version = "1"
+    Params = ClusterParams
+    description = "k-means weight sharing (2^bits values per layer) with centroid fine-tuning"
+
+    def requires(self, spec, params):
+        if not 1 <= params.bits <= 8:
+            raise ValueError(f"cluster: bits must be 1..8, got {params.bits}")
+        return {"baseline": spec.with_(method="baseline", params={})}
+
+    def run(self, ctx):
+        model = ctx.deps["baseline"].load_model(ctx.device)
+        layers = cluster_model(model, ctx.params.bits)
+        epochs = max(1, round(ctx.recipe.epochs * ctx.params.finetune_fraction))
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        ctx.fit(model, recipe=ctx.recipe.with_(epochs=epochs), stage="finetune", params=trainable)
+        for m in layers:
+            parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+        ctx.record(distinct_values_per_layer=[len(torch.unique(m.weight.detach())) for m in layers])
+        return model
+
+    def measure(self, ctx, model, metrics):
+        return {"size_bytes": clustered_size_bytes(model, ctx.params.bits),
+                "size_format": f"{ctx.params.bits}-bit indices + fp32 codebooks (computed)"}

@@ -1,0 +1,88 @@
+"""Unstructured magnitude pruning (torch.nn.utils.prune), starting from the trained baseline.
+
+- `schedule="constant"`: prune the smallest-magnitude weights once to `sparsity` (globally across
+  layers, or per layer), then fine-tune with the mask held (Han et al. 2015).
+- `schedule="gradual"`: Zhu & Gupta 2017, s_t = s_f + (s_i - s_f)(1 - t/n)^3, applied at the start
+  of every fine-tuning epoch; the final sparsity is reached at the start of the last epoch, which then
+  fine-tunes at it.
+torch's pruning containers apply an amount to the weights still unpruned, so each step asks for
+(s_t - s_prev) / (1 - s_prev). Size is reported as the gzip of the saved state dict (zeros compress);
+dense kernels do not run faster on unstructured zeros, so latency is expected to stay unchanged.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+from torch.nn.utils import prune
+
+from suite.compress import compressible_layers, gzip_size, weight_sparsity
+from suite.plugins import Method, register_method
+
+
+@dataclass(frozen=True)
+class PruneParams:
+    sparsity: float = 0.5  # final fraction of zero weights in conv and linear layers
+    scope: str = "global"  # "global" (one threshold for all layers) or "layer" (the same fraction in each)
+    schedule: str = "constant"  # or "gradual"
+    initial_sparsity: float = 0.5  # gradual only
+    finetune_fraction: float = 0.5  # fine-tuning epochs as a fraction of the recipe's
+
+
+def gradual_sparsity(step: int, steps: int, initial: float, final: float) -> float:
+    """Zhu & Gupta's cubic schedule over steps 0..steps-1 (initial at 0, final at the last step)."""
+    if steps <= 1:
+        return final
+    return final + (initial - final) * (1 - step / (steps - 1)) ** 3
+
+
+def prune_to(model: nn.Module, target: float, scope: str) -> None:
+    """Raise the model's weight sparsity to `target` by magnitude (masks stay attached)."""
+    current = weight_sparsity(model)
+    if target <= current:
+        return
+    amount = (target - current) / (1 - current)  # a fraction of the weights still unpruned
+    layers = [(m, "weight") for _, m in compressible_layers(model)]
+    if scope == "global":
+        prune.global_unstructured(layers, pruning_method=prune.L1Unstructured, amount=amount)
+    else:
+        for m, name in layers:
+            prune.l1_unstructured(m, name, amount=amount)
+
+
+@register_method
+class MagnitudePruning(Method):
+    name = "prune"
+    version = "1"
+    Params = PruneParams
+    description = "unstructured magnitude pruning (constant or gradual) with fine-tuning"
+
+    def requires(self, spec, params):
+        if params.scope not in {"global", "layer"} or params.schedule not in {"constant", "gradual"}:
+            raise ValueError(f"prune: scope must be global|layer and schedule constant|gradual, got {params}")
+        if not 0 <= params.sparsity < 1:
+            raise ValueError(f"prune: sparsity must be in [0, 1), got {params.sparsity}")
+        return {"baseline": spec.with_(method="baseline", params={})}
+
+    def run(self, ctx):
+        p = ctx.params
+        model = ctx.deps["baseline"].load_model(ctx.device)
+        epochs = max(1, round(ctx.recipe.epochs * p.finetune_fraction))
+        if p.schedule == "constant":
+            schedule = [p.sparsity] * epochs
+        else:
+            schedule = [gradual_sparsity(t, epochs, p.initial_sparsity, p.sparsity) for t in range(epochs)]
+        prune_to(model, schedule[0], p.scope)
+
+        def next_step(epoch: int, m: nn.Module) -> None:  # epoch counts from 1; prepare the next epoch
+            if epoch < epochs:
+                prune_to(m, schedule[epoch], p.scope)
+
+        ctx.fit(model, recipe=ctx.recipe.with_(epochs=epochs), stage="finetune", on_epoch_end=next_step)
+        for _, m in compressible_layers(model):
+            prune.remove(m, "weight")  # bake the mask in: plain weights with zeros
+        ctx.record(sparsity=weight_sparsity(model), sparsity_schedule=schedule)
+        return model
+
+    def measure(self, ctx, model, metrics):
+        return {"size_bytes": gzip_size(model), "size_format": "gzip of the fp32 state dict"}

@@ -1,0 +1,51 @@
+"""Structured (channel) pruning with Torch-Pruning, starting from the trained baseline.
+
+Removes `ratio` of the channels of every prunable layer by L2 magnitude (Torch-Pruning's
+MagnitudePruner follows the dependency graph, so residual connections and flatten layers stay
+consistent), keeps the classifier's outputs, then fine-tunes. The result is a genuinely smaller dense
+model: fewer parameters and FLOPs, and lower latency. Torch-Pruning's `pruning_ratio` is a ratio of
+channels, not of parameters (0.4 keeps roughly 36 % of the parameters of a ResNet).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from suite.plugins import Method, register_method
+
+
+@dataclass(frozen=True)
+class StructuredPruneParams:
+    ratio: float = 0.4  # fraction of channels removed in every prunable layer
+    finetune_fraction: float = 0.5
+
+
+@register_method
+class StructuredPruning(Method):
+    name = "structured_prune"
+    version = "1"
+    Params = StructuredPruneParams
+    description = "channel pruning with Torch-Pruning (L2 magnitude), then fine-tuning"
+
+    def requires(self, spec, params):
+        if not 0 < params.ratio < 1:
+            raise ValueError(f"structured_prune: ratio must be in (0, 1), got {params.ratio}")
+        return {"baseline": spec.with_(method="baseline", params={})}
+
+    def run(self, ctx):
+        import torch_pruning as tp
+
+        model = ctx.deps["baseline"].load_model(ctx.device).eval()
+        example = torch.zeros(1, ctx.info.in_chans, ctx.info.image_size, ctx.info.image_size, device=ctx.device)
+        pruner = tp.pruner.MagnitudePruner(model, example, importance=tp.importance.MagnitudeImportance(p=2),
+                                           pruning_ratio=ctx.params.ratio, ignored_layers=[model.head.fc])
+        before = sum(p.numel() for p in model.parameters())
+        pruner.step()
+        ctx.record(params_before=before, params_kept_fraction=sum(p.numel() for p in model.parameters()) / before)
+        epochs = max(1, round(ctx.recipe.epochs * ctx.params.finetune_fraction))
+        ctx.fit(model, recipe=ctx.recipe.with_(epochs=epochs), stage="finetune")
+        return model
+
+    def build_model(self, spec, info):
+        raise NotImplementedError("a channel-pruned model cannot be rebuilt from its spec; load it from its cell")

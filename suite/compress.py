@@ -1,0 +1,45 @@
+"""Helpers shared by the compression plugins: which weights are compressible, sparsity, honest sizes."""
+from __future__ import annotations
+
+import gzip
+import io
+
+import torch
+from torch import nn
+
+
+def compressible_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Every convolution and linear layer (their `weight` is what pruning and clustering act on)."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def weight_sparsity(model: nn.Module) -> float:
+    """Fraction of zeros among the weights of the compressible layers."""
+    total = zeros = 0
+    for _, m in compressible_layers(model):
+        w = m.weight.detach()
+        total += w.numel()
+        zeros += int((w == 0).sum())
+    return zeros / max(total, 1)
+
+
+def state_dict_bytes(model: nn.Module) -> bytes:
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    return buf.getvalue()
+
+
+def gzip_size(model: nn.Module) -> int:
+    """Bytes of the gzip-compressed saved state dict: zeros and shared values compress, dense kernels do not."""
+    return len(gzip.compress(state_dict_bytes(model), compresslevel=9))
+
+
+def quantized_parameter_count(model: nn.Module) -> int:
+    """Weights and biases of a converted int8 model, which holds them outside `parameters()`."""
+    count = 0
+    for key, value in model.state_dict().items():
+        if isinstance(value, torch.Tensor) and key.endswith((".weight", ".bias")):
+            count += value.numel()
+        elif isinstance(value, tuple):  # packed linear params: (weight, bias)
+            count += sum(v.numel() for v in value if isinstance(v, torch.Tensor))
+    return count

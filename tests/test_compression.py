@@ -1,0 +1,99 @@
+"""Compression plugins: stated sparsity, schedules, int8 size and accuracy, clustering, channel pruning."""
+import pytest
+import torch
+
+from methods.prune import gradual_sparsity
+from suite.compress import compressible_layers, weight_sparsity
+from suite.spec import CellSpec
+
+
+def spec(method, model="lenet5", **params):
+    return CellSpec.make(method, model, "synthetic_mnist", "smoke", params=params, protocol="compression",
+                         recipe_overrides={"epochs": 2, "train_subset": None})
+
+
+@pytest.fixture(scope="module")
+def compressed(tmp_path_factory):
+    """One trained baseline and every compression cell built from it, run once for this module."""
+    from suite.runner import Runner
+    from suite.store import Store
+
+    root = tmp_path_factory.mktemp("compression")
+    runner = Runner(Store(root / "s.sqlite"), root / "artifacts", device="cpu", progress=False, log=lambda *_: None)
+    specs = {"baseline": spec("baseline"), "global50": spec("prune", sparsity=0.5),
+             "layer80": spec("prune", sparsity=0.8, scope="layer"),
+             "gradual": spec("prune", sparsity=0.8, schedule="gradual", initial_sparsity=0.5, finetune_fraction=1.0),
+             "static": spec("quantize", mode="static"), "qat": spec("quantize", mode="qat"),
+             "cluster": spec("cluster", bits=3), "channels": spec("structured_prune", ratio=0.4)}
+    cells = runner.plan(list(specs.values()))
+    summary = runner.run(cells)
+    assert summary.failed == {}
+    assert sum(c.spec.method == "baseline" for c in cells) == 1  # every method starts from the same baseline
+    keys = {name: runner.resolve(s).key for name, s in specs.items()}
+    return runner, keys, root / "artifacts"
+
+
+def final_state(artifacts, key):
+    return torch.load(artifacts / key / "model.pt", weights_only=False)
+
+
+def layer_weights(state):
+    return {k: v for k, v in state.items() if k.endswith("weight") and v.ndim in (2, 4)}
+
+
+@pytest.mark.parametrize("name,target", [("global50", 0.5), ("layer80", 0.8), ("gradual", 0.8)])
+def test_pruned_models_keep_the_stated_sparsity_after_fine_tuning(compressed, name, target):
+    runner, keys, artifacts = compressed
+    weights = layer_weights(final_state(artifacts, keys[name]))
+    zeros = sum(int((w == 0).sum()) for w in weights.values())
+    assert zeros / sum(w.numel() for w in weights.values()) == pytest.approx(target, abs=0.01)
+    assert runner.store.get(keys[name])["metrics"]["sparsity"] == pytest.approx(target, abs=0.01)
+    if name == "layer80":  # per-layer scope: every layer at the target
+        for w in weights.values():
+            assert float((w == 0).float().mean()) == pytest.approx(target, abs=0.01)
+
+
+def test_gradual_schedule_reaches_its_final_sparsity_on_its_last_step(compressed):
+    schedule = [gradual_sparsity(t, 5, 0.5, 0.8) for t in range(5)]
+    assert schedule[0] == pytest.approx(0.5) and schedule[-1] == pytest.approx(0.8)
+    assert all(a <= b for a, b in zip(schedule, schedule[1:]))
+    runner, keys, _ = compressed
+    recorded = runner.store.get(keys["gradual"])["metrics"]["sparsity_schedule"]
+    assert recorded[0] == pytest.approx(0.5) and recorded[-1] == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize("name", ["static", "qat"])
+def test_int8_models_hold_int8_weights_are_3x_smaller_and_classify(compressed, name):
+    runner, keys, artifacts = compressed
+    base = runner.store.get(keys["baseline"])["metrics"]
+    m = runner.store.get(keys[name])["metrics"]
+    assert base["size_bytes"] / m["size_bytes"] >= 3
+    assert m["top1"] > 50  # chance is 10 %
+    assert m["params"] == base["params"]  # same weights, counted from the int8 state dict
+    state = final_state(artifacts, keys[name])
+    assert any(isinstance(v, torch.Tensor) and v.dtype == torch.qint8 for v in state.values())
+
+
+def test_clustered_layers_hold_at_most_2_to_the_bits_values(compressed):
+    runner, keys, artifacts = compressed
+    for w in layer_weights(final_state(artifacts, keys["cluster"])).values():
+        assert len(torch.unique(w)) <= 2 ** 3
+    m = runner.store.get(keys["cluster"])["metrics"]
+    assert m["size_bytes"] < runner.store.get(keys["baseline"])["metrics"]["size_bytes"] / 5
+
+
+def test_structured_pruning_removes_about_the_asked_ratio(compressed):
+    runner, keys, _ = compressed
+    base = runner.store.get(keys["baseline"])["metrics"]["params"]
+    kept = runner.store.get(keys["channels"])["metrics"]["params"] / base
+    assert kept == pytest.approx((1 - 0.4) ** 2, abs=0.05)  # input and output channels both shrink by 40 %
+
+
+def test_weight_sparsity_counts_zeros_of_conv_and_linear_weights():
+    from baselines import create_model
+
+    model = create_model("lenet5", 10, 1)
+    with torch.no_grad():
+        for _, m in compressible_layers(model):
+            m.weight.zero_()
+    assert weight_sparsity(model) == 1.0
