@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                         args.data_dir or default_data_dir(), args.device, progress=not args.quiet, force=args.force)
         plans = []
         for table in tables:
+            table.check_options(opts)
             rows = table.rows(opts)
             plans.append((table, rows, runner.plan(seed_specs(rows, opts.seeds))))
         if args.dry_run:

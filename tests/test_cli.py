@@ -40,6 +40,9 @@ def test_dry_run_trains_nothing(run_dir, capsys):
     (["--table", "baselines", "--dataset", "imagenet"], "unknown dataset 'imagenet'; valid: .*cifar10"),
     (["--table", "baselines", "--seeds", "0"], "--seeds must be at least 1"),
     ([], "nothing to do"),
+    (["--table", "baselines", "--opt", "pairs=resnet56:resnet20"], "table 'baselines' has no option pairs; valid: none"),
+    (["--table", "kd", "--opt", "pairs=resnet56:resnet21"], "unknown model 'resnet21' in pairs"),
+    (["--table", "kd", "--opt", "pairs"], "--opt takes KEY=VALUE"),
 ])
 def test_bad_input_gives_one_line(run_dir, capsys, args, needle):
     import re

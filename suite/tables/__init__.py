@@ -44,7 +44,8 @@ class Table:
     description: ClassVar[str] = ""
     # Wide layout: (row label, column label) -> one line per row label, one column group per column label.
     pivot: ClassVar[tuple[str, str] | None] = None
-    options_help: ClassVar[str] = ""  # the `--opt KEY=VALUE` options this table understands
+    options: ClassVar[frozenset[str]] = frozenset()  # the `--opt KEY=VALUE` keys this table understands
+    options_help: ClassVar[str] = ""
     columns: ClassVar[list[str] | None] = None  # result columns to show, in order (None: suite.report.DEFAULT_COLUMNS)
 
     def finalize(self, frame: "pd.DataFrame") -> "pd.DataFrame":
@@ -53,6 +54,12 @@ class Table:
 
     def rows(self, opts: TableOptions) -> list[TableRow]:
         raise NotImplementedError
+
+    def check_options(self, opts: TableOptions) -> None:
+        unknown = set(opts.extra) - self.options
+        if unknown:
+            raise ValueError(f"table {self.name!r} has no option {', '.join(sorted(unknown))}; "
+                             f"valid: {', '.join(sorted(self.options)) or 'none'}")
 
     def notes(self, opts: TableOptions) -> list[str]:
         return []

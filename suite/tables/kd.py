@@ -42,6 +42,7 @@ class KDTable(Table):
     description = ("Students distilled from a teacher by KD, RKD, FitNet and FT, beside the student trained alone "
                    "under the same recipe; EncodeNet uses no teacher.")
     pivot = ("Method", "Pair")
+    options = frozenset({"pairs"})
     options_help = ("pairs=TEACHER:STUDENT[,...] (default paper: resnet110:resnet32,vgg16:vgg8; cpu: resnet56:resnet20; "
                     "mdistiller also publishes resnet32x4:resnet8x4, vgg13:vgg8)")
 
