@@ -33,3 +33,38 @@ def test_reference_file_holds_the_papers_figures():
     assert reported("encodenet", "T5", "resnet50_gam", "params_m").value == 149.47
     assert "likely 0.007" in reported("encodenet", "T1", "vgg16", "recon_clustering").note
     assert len(load()) > 200
+
+
+def test_report_renders_seeds_reported_failures_and_pending(tmp_path):
+    from suite.reference import Reported
+    from suite.report import render
+    from suite.spec import CellSpec
+    from suite.store import Store
+    from suite.tables import Table, TableOptions, TableRow
+
+    store = Store(tmp_path / "s.sqlite")
+    base = {"params": 1000, "nonzero_params": 900, "size_bytes": 4000, "flops": 2e6, "latency_ms": 1.0,
+            "latency_p90_ms": 1.5, "throughput_img_s": 100.0, "energy_mj": None, "epochs_trained": 3,
+            "train_seconds": 30.0, "data_fingerprint": "f" * 16, "data_canonical": False, "train_size": 10,
+            "test_size": 10, "deps": {}}
+    env = {"device": "test CPU", "torch": "x", "timm": "y", "python": "z", "commit": "abc", "numerics": "fp32"}
+    spec = CellSpec.make("baseline", "lenet5", "mnist", "smoke")
+    for key, top1 in (("a0", 90.0), ("a1", 92.0)):
+        store.claim(key, spec.as_dict())
+        store.finish(key, {**base, "top1": top1}, env)
+    store.fail("b0", spec.as_dict(), "RuntimeError: boom")
+    rows = [TableRow({"Model": "A"}, spec, [Reported(95.0, "encodenet", "T2", "")]),
+            TableRow({"Model": "B"}, spec), TableRow({"Model": "C"}, None)]
+
+    class T(Table):
+        name, title, description = "t", "Test table", "rows A, B, C"
+
+    rows_results = [[store.get("a0"), store.get("a1")], [store.get("b0"), None], [None, None]]
+    md_path, csv_path = render(T(), TableOptions(profile="smoke", seeds=2), rows, rows_results, store, tmp_path / "smoke")
+    md = md_path.read_text()
+    assert "91.00 ± 1.41" in md and "95.00 [encodenet T2]" in md and "-4.00" in md
+    assert "failed: RuntimeError: boom" in md and "pending (plugin not available yet)" in md
+    assert "NOT canonical" in md and "Seeds: 2" in md and "test CPU" in md
+    assert "3 ep, 30 s" in md
+    assert "top1_mean" in csv_path.read_text().splitlines()[0]
+    assert "[Test table (`t`)](smoke/t.md)" in (tmp_path / "README.md").read_text()
