@@ -95,6 +95,7 @@ def summarize_row(row: TableRow, results: list[dict | None], store: Store) -> di
     out["_latency_ms"] = m.get("latency_ms")
     out["_test_set_seconds"] = m.get("test_set_seconds")
     out["_size_bytes"] = m.get("size_bytes")
+    out["_params"] = m.get("params")
     out["_nonzero_params"] = m.get("nonzero_params")
     out["_keys"] = " ".join(r["key"] for r in results if r)
     out.update(row.extra)
@@ -176,6 +177,9 @@ def render(table: Table, opts: TableOptions, rows: list[TableRow], results: list
     md_path, csv_path = out_dir / f"{table.name}.md", out_dir / f"{table.name}.csv"
     md_path.write_text("\n".join(md) + "\n")
     frame.rename(columns=lambda c: c.lstrip("_")).to_csv(csv_path, index=False)
+    from suite.plots import plot_table
+
+    plot_table(frame, label_columns, f"{table.title}, profile {opts.profile}", out_dir / table.name)
     write_index(out_dir.parent)
     return md_path, csv_path
 
@@ -187,9 +191,11 @@ def write_index(root: Path) -> Path:
         lines = md.read_text().splitlines()
         title = lines[0].lstrip("# ") if lines else md.stem
         rendered = next((l.split("rendered ")[-1] for l in lines if "rendered " in l), "?")
-        entries.append(f"| [{title}]({md.relative_to(root).as_posix()}) | `{md.parent.name}` | {rendered} |")
+        plots = " ".join(f"[{p.stem.split('_accuracy_vs_')[-1]}]({p.relative_to(root).as_posix()})"
+                         for p in sorted(md.parent.glob(f"{md.stem}_accuracy_vs_*.png")))
+        entries.append(f"| [{title}]({md.relative_to(root).as_posix()}) | `{md.parent.name}` | {rendered} | {plots or '—'} |")
     index = root / "README.md"
     index.write_text("# Published results\n\nEvery table here was produced by `python run_all.py --table NAME --profile "
                      "PROFILE` (see each table's header for its settings); nothing is typed by hand.\n\n"
-                     "| table | profile | rendered |\n|---|---|---|\n" + "\n".join(entries) + "\n")
+                     "| table | profile | rendered | plots (top-1 vs) |\n|---|---|---|---|\n" + "\n".join(entries) + "\n")
     return index

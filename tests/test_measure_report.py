@@ -68,3 +68,6 @@ def test_report_renders_seeds_reported_failures_and_pending(tmp_path):
     assert "3 ep, 30 s" in md
     assert "top1_mean" in csv_path.read_text().splitlines()[0]
     assert "[Test table (`t`)](smoke/t.md)" in (tmp_path / "README.md").read_text()
+    for name in ("params", "latency"):  # plots beside the table, listed in the index
+        plot = tmp_path / "smoke" / f"t_accuracy_vs_{name}.png"
+        assert plot.stat().st_size > 1000 and plot.name in (tmp_path / "README.md").read_text()
