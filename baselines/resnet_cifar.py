@@ -13,7 +13,7 @@ from baselines.registry import register_model
 
 
 class BasicBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
+    def __init__(self, cin: int, cout: int, stride: int, attn_layer=None) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(cout)
@@ -23,14 +23,17 @@ class BasicBlock(nn.Module):
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or cin != cout:
             self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        # optional attention on the residual branch, after the last BN and before the add (as in timm)
+        self.attn: nn.Module = attn_layer(cout) if attn_layer is not None else nn.Identity()
 
     def forward(self, x):
         out = self.act(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
+        out = self.attn(self.bn2(self.conv2(out)))
         return self.act(out + self.shortcut(x))
 
 
-def build_cifar_resnet(depth: int, widths: tuple[int, ...], num_classes: int, in_chans: int) -> StagedClassifier:
+def build_cifar_resnet(depth: int, widths: tuple[int, ...], num_classes: int, in_chans: int,
+                       attn_layer=None) -> StagedClassifier:
     if (depth - 2) % 6:
         raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
     n = (depth - 2) // 6
@@ -38,7 +41,7 @@ def build_cifar_resnet(depth: int, widths: tuple[int, ...], num_classes: int, in
                          nn.ReLU(inplace=True))
     stages, cin = [], widths[0]
     for i, w in enumerate(widths[1:]):
-        blocks = [BasicBlock(cin if j == 0 else w, w, 2 if (i > 0 and j == 0) else 1) for j in range(n)]
+        blocks = [BasicBlock(cin if j == 0 else w, w, 2 if (i > 0 and j == 0) else 1, attn_layer) for j in range(n)]
         stages.append(nn.Sequential(*blocks))
         cin = w
     return StagedClassifier(stem, stages, pooled_linear_head(cin, num_classes))
@@ -48,8 +51,8 @@ def _make(depth: int, widths: tuple[int, ...], suffix: str = "") -> None:
     name = f"resnet{depth}{suffix}"
 
     @register_model(name)
-    def factory(num_classes: int = 10, in_chans: int = 3) -> StagedClassifier:
-        return build_cifar_resnet(depth, widths, num_classes, in_chans)
+    def factory(num_classes: int = 10, in_chans: int = 3, attn_layer=None) -> StagedClassifier:
+        return build_cifar_resnet(depth, widths, num_classes, in_chans, attn_layer)
 
     factory.__name__ = name
 
