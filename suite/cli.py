@@ -27,6 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where tables are written (default results/<profile>/, so a smoke run never overwrites a real table)")
     p.add_argument("--store", type=Path, default=Path("runs/store.sqlite"), help="results store (SQLite)")
     p.add_argument("--artifacts", type=Path, default=None, help="checkpoints folder (default: beside the store)")
+    p.add_argument("--epochs", type=int, default=None, help="override the profile's epochs for every cell (recorded in its key)")
+    p.add_argument("--executor", default="local", help="local (this machine) or ray")
+    p.add_argument("--jobs", type=int, default=1, help="cells trained in parallel (worker processes or Ray tasks)")
+    p.add_argument("--address", default=None, help="with --executor ray: an existing cluster (default: start a local Ray)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per cell (default: cores / jobs)")
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
                    help="a table option, e.g. --opt pairs=resnet56:resnet20 for `kd` (see --list)")
     p.add_argument("--dry-run", action="store_true", help="show cells, dependencies and estimated time; train nothing")
@@ -46,6 +51,12 @@ def print_list() -> None:
     print("models:   " + ", ".join(model_names()) + ", timm:<any timm model>")
     print("datasets: " + ", ".join(DATASETS.names()))
     print("profiles: " + ", ".join(f"{n} ({PROFILES.get(n).description})" for n in PROFILES.names()))
+
+
+def torch_threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(n)
 
 
 def check_writable(folder: Path) -> None:
@@ -110,6 +121,13 @@ def main(argv: list[str] | None = None) -> int:
         args.out = args.out or Path("results") / args.profile
         if not args.dry_run:
             check_writable(args.out)
+        if args.epochs is not None and args.epochs < 0:
+            raise ValueError(f"--epochs must be >= 0, got {args.epochs}")
+        if args.jobs < 1:
+            raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
+        threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
+        if args.threads or args.jobs > 1:
+            torch_threads(threads)
 
         from suite.report import render
         from suite.runner import Runner
@@ -122,20 +140,31 @@ def main(argv: list[str] | None = None) -> int:
         for table in tables:
             table.check_options(opts)
             rows = table.rows(opts)
+            if args.epochs is not None:
+                for row in rows:
+                    if row.spec is not None:
+                        row.spec = row.spec.with_(recipe_overrides={**row.spec.recipe_overrides_dict, "epochs": args.epochs})
             plans.append((table, rows, runner.plan(seed_specs(rows, opts.seeds))))
         if args.dry_run:
             for table, _, cells in plans:
                 print(f"== {table.name}")
                 dry_run(runner, cells)
             return 0
+        from suite.executors import make_executor
+
+        executor = make_executor(args.executor, args.jobs, args.address, threads)
         failed = 0
-        for table, rows, cells in plans:
-            summary = runner.run(cells)
-            failed += len(summary.failed)
-            results = [[store.get(runner.resolve(s).key) for s in seed_specs([row], opts.seeds)] for row in rows]
-            md, csv = render(table, opts, rows, results, store, args.out)
-            print(f"{table.name}: trained {len(summary.done)}, cached {len(summary.skipped)}, failed {len(summary.failed)}"
-                  f" -> {md} (+ {csv.name})")
+        try:
+            for table, rows, cells in plans:  # each table is rendered as soon as its cells are done
+                summary = runner.run(cells, executor)
+                failed += len(summary.failed)
+                results = [[store.get(runner.resolve(s).key) for s in seed_specs([row], opts.seeds)] for row in rows]
+                md, csv = render(table, opts, rows, results, store, args.out)
+                print(f"{table.name}: trained {len(summary.done)}, cached {len(summary.skipped)}, "
+                      f"failed {len(summary.failed)} -> {md} (+ {csv.name})")
+        finally:
+            if executor is not None:
+                executor.shutdown()
         return 1 if failed else 0
     except (UnknownNameError, ValueError, DataError, PluginError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -13,9 +13,10 @@ import subprocess
 import sys
 import time
 import traceback
+from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -51,6 +52,34 @@ class RunSummary:
     done: list[str] = field(default_factory=list)  # trained in this run
     skipped: list[str] = field(default_factory=list)  # already in the store
     failed: dict[str, str] = field(default_factory=dict)  # key -> reason
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What a worker process needs to run a cell exactly as the driver would (picklable)."""
+
+    store: str
+    artifacts: str
+    data_dir: str | None
+    device: str
+    force: bool
+    threads: int
+
+
+class Executor(Protocol):
+    def submit(self, spec: CellSpec, config: WorkerConfig):  # -> concurrent.futures.Future of (metrics, env)
+        ...
+
+    def shutdown(self) -> None:
+        ...
+
+
+def execute_spec(spec: CellSpec, config: WorkerConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Worker entry point: resolve `spec` as the driver did and execute it (the driver writes the store)."""
+    torch.set_num_threads(config.threads)
+    runner = Runner(Store(config.store), Path(config.artifacts), Path(config.data_dir) if config.data_dir else None,
+                    config.device, progress=False, force=config.force, log=lambda *_: None)
+    return runner.execute(runner.resolve(spec))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -109,6 +138,10 @@ class Runner:
             return self._cells[spec]
         method = get_method(spec.method)
         params = method.make_params(spec.params_dict)
+        if not spec.model.startswith("timm:"):
+            from baselines import MODELS
+
+            MODELS.get(spec.model)  # an unknown model fails now, before anything trains
         data, error = self._data(spec.dataset)
         profile = PROFILES.get(spec.profile)
         from suite.data import DATASETS
@@ -142,48 +175,81 @@ class Runner:
         return ordered
 
     # ------------------------------------------------------------------ running
-    def run(self, cells: list[Cell]) -> RunSummary:
+    def _blocked(self, cell: Cell, failed: dict[str, str]) -> str | None:
+        """Why a cell cannot run at all (a failed dependency, missing data), or None."""
+        failed_dep = next((d for d in cell.deps.values() if d.key in failed), None)
+        if failed_dep is not None:
+            return f"dependency {failed_dep.label} failed: {failed[failed_dep.key]}"
+        if cell.data is None:
+            return cell.data_error or "data missing"
+        return None
+
+    def _record_failure(self, cell: Cell, reason: str, summary: "RunSummary", trace: str | None = None) -> None:
+        if trace:
+            (self.artifacts / cell.key).mkdir(parents=True, exist_ok=True)
+            (self.artifacts / cell.key / "error.txt").write_text(trace)
+        self.store.fail(cell.key, cell.spec.as_dict(), reason)
+        summary.failed[cell.key] = reason
+        self.log(f"FAILED {cell.label}: {reason}")
+
+    def run(self, cells: list[Cell], executor: "Executor | None" = None) -> RunSummary:
+        """Run cells in dependency order: in this process, or through `executor` (worker processes, Ray).
+
+        Either way this process alone writes the store: it claims each cell, and records its metrics or
+        its one-line failure; a failing cell never stops the others (its dependents fail with a reason).
+        """
         summary = RunSummary()
-        for i, cell in enumerate(cells, 1):
-            failed_dep = next((d for d in cell.deps.values() if d.key in summary.failed), None)
-            if failed_dep is not None:
-                reason = f"dependency {failed_dep.label} failed: {summary.failed[failed_dep.key]}"
-            elif cell.data is None:
-                reason = cell.data_error or "data missing"
-            else:
-                reason = None
-            if reason is not None:
-                self.store.fail(cell.key, cell.spec.as_dict(), reason)
-                summary.failed[cell.key] = reason
-                self.log(f"[{i}/{len(cells)}] FAILED {cell.label}: {reason}")
-                continue
-            state = self._claim(cell)
-            if state == "done":
-                summary.skipped.append(cell.key)
-                self.log(f"[{i}/{len(cells)}] cached {cell.label}")
-                continue
-            self.log(f"[{i}/{len(cells)}] training {cell.label}")
-            try:
-                self._run_one(cell)
-                summary.done.append(cell.key)
-            except Exception as exc:  # one cell failing never stops the others
-                reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
-                (self.artifacts / cell.key).mkdir(parents=True, exist_ok=True)
-                (self.artifacts / cell.key / "error.txt").write_text(traceback.format_exc())
-                self.store.fail(cell.key, cell.spec.as_dict(), reason)
-                summary.failed[cell.key] = reason
-                self.log(f"[{i}/{len(cells)}] FAILED {cell.label}: {reason}")
+        pending, in_flight = list(cells), {}
+        while pending or in_flight:
+            for cell in list(pending):
+                if any(d.key not in summary.done + summary.skipped and d.key not in summary.failed
+                       for d in cell.deps.values()):
+                    continue  # a dependency is still pending or in flight
+                reason = self._blocked(cell, summary.failed)
+                if reason is not None:
+                    pending.remove(cell)
+                    self._record_failure(cell, reason, summary)
+                    continue
+                state = self.store.claim(cell.key, cell.spec.as_dict(), force=self.force and cell.key not in self._forced)
+                if state == "busy":
+                    continue  # another live process is training it: look again later
+                pending.remove(cell)
+                if state == "done":
+                    summary.skipped.append(cell.key)
+                    self.log(f"cached {cell.label}")
+                    continue
+                self._forced.add(cell.key)
+                self.log(f"training {cell.label}")
+                if executor is None:
+                    self._finish(cell, lambda c=cell: self.execute(c), summary)
+                else:
+                    in_flight[executor.submit(cell.spec, self.worker_config())] = cell
+            if in_flight:
+                done, _ = wait(list(in_flight), timeout=2, return_when=FIRST_COMPLETED)
+                for future in done:
+                    self._finish(in_flight.pop(future), future.result, summary)
+                for cell in in_flight.values():
+                    self.store.heartbeat(cell.key)
+            elif pending:
+                time.sleep(2)  # only cells held by other processes are left
         return summary
 
-    def _claim(self, cell: Cell) -> str:
-        """Claim the cell; while another live process holds it, wait for that process to finish it."""
-        while True:
-            state = self.store.claim(cell.key, cell.spec.as_dict(), force=self.force and cell.key not in self._forced)
-            if state != "busy":
-                if state == "claimed":
-                    self._forced.add(cell.key)
-                return state
-            time.sleep(2)
+    def _finish(self, cell: Cell, outcome, summary: RunSummary) -> None:
+        try:
+            metrics, env = outcome()
+        except Exception as exc:
+            self._record_failure(cell, f"{type(exc).__name__}: {exc}".splitlines()[0], summary, traceback.format_exc())
+            return
+        self.store.finish(cell.key, metrics, env)
+        summary.done.append(cell.key)
+
+    def worker_config(self) -> "WorkerConfig":
+        return WorkerConfig(str(self.store.path), str(self.artifacts), str(self.data_dir) if self.data_dir else None,
+                            self.device.type, self.force, torch.get_num_threads())
+
+    def execute(self, cell: Cell) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Train, evaluate and measure one cell; returns (metrics, environment). Writes only artifacts."""
+        return self._run_one(cell)
 
     def _evaluate_and_measure(self, cell: Cell, ctx: CellContext, model: torch.nn.Module) -> dict[str, Any]:
         """Clean and perturbed test accuracy, whole-test-set inference time, and the cost figures."""
@@ -200,12 +266,13 @@ class Runner:
                                                  transform=perturbation(name, ctx.info))["top1"]
                                   for name in PERTURBATIONS}
         info = ctx.info
-        metrics.update(measure_model(model, (info.in_chans, info.image_size, info.image_size), device))
+        metrics.update(measure_model(model, (info.in_chans, info.image_size, info.image_size), device,
+                                     throughput_seconds=PROFILES.get(cell.spec.profile).throughput_seconds))
         metrics["size_format"] = "torch.save(state_dict)"
         metrics.update(cell.method.measure(ctx, model, metrics))
         return metrics
 
-    def _run_one(self, cell: Cell) -> None:
+    def _run_one(self, cell: Cell) -> tuple[dict[str, Any], dict[str, Any]]:
         assert cell.data is not None
         artifact_dir = self.artifacts / cell.key
         if self.force and (artifact_dir / MODEL_FILE).exists():
@@ -235,4 +302,5 @@ class Runner:
             ckpt.unlink()
         env = environment(self.device)
         env["argv"] = " ".join(sys.argv)
-        self.store.finish(cell.key, metrics, env)
+        env["threads"] = torch.get_num_threads()
+        return metrics, env

@@ -41,6 +41,10 @@ class CellSpec:
         return dict(self.params)
 
     @property
+    def recipe_overrides_dict(self) -> dict[str, Any]:
+        return dict(self.recipe_overrides)
+
+    @property
     def model_kwargs_dict(self) -> dict[str, Any]:
         return dict(self.model_kwargs)
 
