@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a table option, e.g. --opt pairs=resnet56:resnet20 for `kd` (see --list)")
     p.add_argument("--dry-run", action="store_true", help="show cells, dependencies and estimated time; train nothing")
     p.add_argument("--force", action="store_true", help="retrain cells even if the store has them")
+    p.add_argument("--only", default=None, metavar="SUBSTR",
+                   help="run only cells whose label contains SUBSTR (and what they need); with --force, retrain just those")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -81,6 +83,13 @@ def estimate_seconds(cell, device_type: str) -> float:
         per_image /= 50
     n_train = cell.recipe.train_subset or (len(cell.data.train) if cell.data else 50000)
     return cell.recipe.epochs * n_train * per_image
+
+
+def dependency_keys(cell) -> set[str]:
+    keys = set()
+    for dep in cell.deps.values():
+        keys |= {dep.key} | dependency_keys(dep)
+    return keys
 
 
 def dry_run(runner, cells) -> None:
@@ -144,7 +153,15 @@ def main(argv: list[str] | None = None) -> int:
                 for row in rows:
                     if row.spec is not None:
                         row.spec = row.spec.with_(recipe_overrides={**row.spec.recipe_overrides_dict, "epochs": args.epochs})
-            plans.append((table, rows, runner.plan(seed_specs(rows, opts.seeds))))
+            cells = runner.plan(seed_specs(rows, opts.seeds))
+            if args.only:
+                wanted = {c.key for c in cells if args.only in c.label}
+                if not wanted:
+                    raise ValueError(f"--only {args.only!r} matches no cell of table {table.name!r}")
+                runner.force_keys = (runner.force_keys or set()) | wanted  # only the matching cells are forced
+                cells = [c for c in cells if c.key in wanted or any(c.key in dependency_keys(w) for w in cells
+                                                                     if w.key in wanted)]
+            plans.append((table, rows, cells))
         if args.dry_run:
             for table, _, cells in plans:
                 print(f"== {table.name}")

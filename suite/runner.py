@@ -101,13 +101,18 @@ def git_commit() -> str:
         return "unknown"
 
 
+# The commit of the code this process imported: taken now, not when a cell finishes hours later (by
+# then the checkout may have moved on, and the record would name code that did not run).
+CODE_COMMIT = git_commit()
+
+
 def environment(device: torch.device) -> dict[str, Any]:
     import timm
 
     from suite.measure import device_description
 
     return {"torch": torch.__version__, "timm": timm.__version__, "python": platform.python_version(),
-            "platform": platform.platform(), "device": device_description(device), "commit": git_commit(),
+            "platform": platform.platform(), "device": device_description(device), "commit": CODE_COMMIT,
             "numerics": "bf16 autocast + channels_last" if device.type == "cuda" else "fp32"}
 
 
@@ -125,6 +130,7 @@ class Runner:
         self.progress, self.force, self.log = progress, force, log
         self._cells: dict[CellSpec, Cell] = {}
         self._forced: set[str] = set()  # with --force, each cell is redone once per run, not on every visit
+        self.force_keys: set[str] | None = None  # with --force --only: just these cells are redone
 
     # ------------------------------------------------------------------ planning
     def _data(self, name: str) -> tuple[DataBundle | None, str | None]:
@@ -210,7 +216,8 @@ class Runner:
                     pending.remove(cell)
                     self._record_failure(cell, reason, summary)
                     continue
-                state = self.store.claim(cell.key, cell.spec.as_dict(), force=self.force and cell.key not in self._forced)
+                forced = self.force and cell.key not in self._forced and (self.force_keys is None or cell.key in self.force_keys)
+                state = self.store.claim(cell.key, cell.spec.as_dict(), force=forced)
                 if state == "busy":
                     continue  # another live process is training it: look again later
                 pending.remove(cell)
@@ -275,7 +282,7 @@ class Runner:
     def _run_one(self, cell: Cell) -> tuple[dict[str, Any], dict[str, Any]]:
         assert cell.data is not None
         artifact_dir = self.artifacts / cell.key
-        if self.force and (artifact_dir / MODEL_FILE).exists():
+        if self.force and (self.force_keys is None or cell.key in self.force_keys) and (artifact_dir / MODEL_FILE).exists():
             shutil.rmtree(artifact_dir)
         artifact_dir.mkdir(parents=True, exist_ok=True)
         seed_everything(cell.spec.seed)

@@ -68,3 +68,17 @@ def test_missing_data_marks_the_cell_failed_and_still_renders(run_dir, tmp_path,
     assert code == 1
     md = (run_dir["out"] / "baselines.md").read_text()
     assert "failed: " in md and "not found" in md
+
+
+def test_only_with_force_retrains_just_the_matching_cell(run_dir, capsys):
+    import sqlite3
+
+    args = ["--table", "baselines", "--profile", "smoke", "--dataset", "synthetic_mnist", "--seeds", "2"]
+    assert cli(run_dir, *args) == 0
+    finished = dict(sqlite3.connect(run_dir["store"]).execute("SELECT key, finished FROM cells").fetchall())
+    capsys.readouterr()
+    assert cli(run_dir, *args, "--only", "seed1", "--force") == 0
+    assert "trained 1, cached 0" in capsys.readouterr().out
+    again = dict(sqlite3.connect(run_dir["store"]).execute("SELECT key, finished FROM cells").fetchall())
+    assert sum(again[k] != finished[k] for k in finished) == 1  # the seed-0 cell was left alone
+    assert cli(run_dir, *args, "--only", "seed7") == 2  # a filter that matches nothing is an error
