@@ -21,8 +21,9 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from baselines import MODELS
 from suite.context import MODEL_FILE, CellContext, Dependency
-from suite.data import DataBundle, DataError, load_dataset, stratified_subset
+from suite.data import DATASETS, DataBundle, DataError, load_dataset, stratified_subset
 from suite.harness import save_atomic
 from suite.measure import measure_model
 from suite.plugins import Method, get_method
@@ -145,13 +146,9 @@ class Runner:
         method = get_method(spec.method)
         params = method.make_params(spec.params_dict)
         if not spec.model.startswith("timm:"):
-            from baselines import MODELS
-
             MODELS.get(spec.model)  # an unknown model fails now, before anything trains
         data, error = self._data(spec.dataset)
         profile = PROFILES.get(spec.profile)
-        from suite.data import DATASETS
-
         recipe = profile.recipe(dataset_family(DATASETS.get(spec.dataset).in_chans), spec.protocol)
         if spec.recipe_overrides:
             recipe = recipe.with_(**dict(spec.recipe_overrides))
@@ -254,10 +251,6 @@ class Runner:
         return WorkerConfig(str(self.store.path), str(self.artifacts), str(self.data_dir) if self.data_dir else None,
                             self.device.type, self.force, torch.get_num_threads())
 
-    def execute(self, cell: Cell) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Train, evaluate and measure one cell; returns (metrics, environment). Writes only artifacts."""
-        return self._run_one(cell)
-
     def _evaluate_and_measure(self, cell: Cell, ctx: CellContext, model: torch.nn.Module) -> dict[str, Any]:
         """Clean and perturbed test accuracy, whole-test-set inference time, and the cost figures."""
         from suite.harness import evaluate
@@ -279,7 +272,8 @@ class Runner:
         metrics.update(cell.method.measure(ctx, model, metrics))
         return metrics
 
-    def _run_one(self, cell: Cell) -> tuple[dict[str, Any], dict[str, Any]]:
+    def execute(self, cell: Cell) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Train, evaluate and measure one cell; returns (metrics, environment). Writes only artifacts."""
         assert cell.data is not None
         artifact_dir = self.artifacts / cell.key
         if self.force and (self.force_keys is None or cell.key in self.force_keys) and (artifact_dir / MODEL_FILE).exists():
