@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from suite.compress import compressible_layers
+from suite.compress import baseline_dependency, compressible_layers, finetune_recipe
 from suite.plugins import Method, register_method
 
 
@@ -75,14 +75,14 @@ class WeightClustering(Method):
     def requires(self, spec, params):
         if not 1 <= params.bits <= 8:
             raise ValueError(f"cluster: bits must be 1..8, got {params.bits}")
-        return {"baseline": spec.with_(method="baseline", params={})}
+        return baseline_dependency(spec)
 
     def run(self, ctx):
         model = ctx.deps["baseline"].load_model(ctx.device)
         layers = cluster_model(model, ctx.params.bits)
-        epochs = max(1, round(ctx.recipe.epochs * ctx.params.finetune_fraction))
         trainable = [p for p in model.parameters() if p.requires_grad]
-        ctx.fit(model, recipe=ctx.recipe.with_(epochs=epochs), stage="finetune", params=trainable)
+        ctx.fit(model, recipe=finetune_recipe(ctx.recipe, ctx.params.finetune_fraction), stage="finetune",
+                params=trainable)
         for m in layers:
             parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
         ctx.record(distinct_values_per_layer=[len(torch.unique(m.weight.detach())) for m in layers])

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from torch import nn
 from torch.nn.utils import prune
 
-from suite.compress import compressible_layers, gzip_size, weight_sparsity
+from suite.compress import baseline_dependency, compressible_layers, finetune_recipe, gzip_size, weight_sparsity
 from suite.plugins import Method, register_method
 
 
@@ -62,12 +62,13 @@ class MagnitudePruning(Method):
             raise ValueError(f"prune: scope must be global|layer and schedule constant|gradual, got {params}")
         if not 0 <= params.sparsity < 1:
             raise ValueError(f"prune: sparsity must be in [0, 1), got {params.sparsity}")
-        return {"baseline": spec.with_(method="baseline", params={})}
+        return baseline_dependency(spec)
 
     def run(self, ctx):
         p = ctx.params
         model = ctx.deps["baseline"].load_model(ctx.device)
-        epochs = max(1, round(ctx.recipe.epochs * p.finetune_fraction))
+        recipe = finetune_recipe(ctx.recipe, p.finetune_fraction)
+        epochs = recipe.epochs
         if p.schedule == "constant":
             schedule = [p.sparsity] * epochs
         else:
@@ -78,7 +79,7 @@ class MagnitudePruning(Method):
             if epoch < epochs:
                 prune_to(m, schedule[epoch], p.scope)
 
-        ctx.fit(model, recipe=ctx.recipe.with_(epochs=epochs), stage="finetune", on_epoch_end=next_step)
+        ctx.fit(model, recipe=recipe, stage="finetune", on_epoch_end=next_step)
         for _, m in compressible_layers(model):
             prune.remove(m, "weight")  # bake the mask in: plain weights with zeros
         ctx.record(sparsity=weight_sparsity(model), sparsity_schedule=schedule)

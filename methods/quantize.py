@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from suite.compress import quantized_parameter_count
+from suite.compress import baseline_dependency, finetune_recipe, quantized_parameter_count
 from suite.data import iterate_batches
 from suite.plugins import Method, register_method
 
@@ -44,7 +44,7 @@ class Quantization(Method):
     def requires(self, spec, params):
         if params.mode not in {"dynamic", "static", "qat"}:
             raise ValueError(f"quantize: mode must be dynamic|static|qat, got {params.mode!r}")
-        return {"baseline": spec.with_(method="baseline", params={})}
+        return baseline_dependency(spec)
 
     def run(self, ctx):
         from torch.ao.quantization import get_default_qat_qconfig_mapping, get_default_qconfig_mapping
@@ -66,8 +66,7 @@ class Quantization(Method):
                         prepared(x)
                 return convert_fx(prepared)
             prepared = prepare_qat_fx(model.train(), get_default_qat_qconfig_mapping(p.backend), example)
-            epochs = max(1, round(ctx.recipe.epochs * p.qat_fraction))
-            ctx.fit(prepared, recipe=ctx.recipe.with_(epochs=epochs, lr=ctx.recipe.lr * p.qat_lr_scale), stage="qat")
+            ctx.fit(prepared, recipe=finetune_recipe(ctx.recipe, p.qat_fraction, p.qat_lr_scale), stage="qat")
             return convert_fx(prepared.cpu().eval())
 
     def measure(self, ctx, model, metrics):

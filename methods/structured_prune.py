@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from suite.compress import baseline_dependency, finetune_recipe
 from suite.plugins import Method, register_method
 
 
@@ -31,7 +32,7 @@ class StructuredPruning(Method):
     def requires(self, spec, params):
         if not 0 < params.ratio < 1:
             raise ValueError(f"structured_prune: ratio must be in (0, 1), got {params.ratio}")
-        return {"baseline": spec.with_(method="baseline", params={})}
+        return baseline_dependency(spec)
 
     def run(self, ctx):
         import torch_pruning as tp
@@ -43,8 +44,7 @@ class StructuredPruning(Method):
         before = sum(p.numel() for p in model.parameters())
         pruner.step()
         ctx.record(params_before=before, params_kept_fraction=sum(p.numel() for p in model.parameters()) / before)
-        epochs = max(1, round(ctx.recipe.epochs * ctx.params.finetune_fraction))
-        ctx.fit(model, recipe=ctx.recipe.with_(epochs=epochs), stage="finetune")
+        ctx.fit(model, recipe=finetune_recipe(ctx.recipe, ctx.params.finetune_fraction), stage="finetune")
         return model
 
     def build_model(self, spec, info):

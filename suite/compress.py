@@ -7,6 +7,19 @@ import io
 import torch
 from torch import nn
 
+from suite.profiles import Recipe
+from suite.spec import CellSpec
+
+
+def baseline_dependency(spec: CellSpec) -> dict[str, CellSpec]:
+    """Compression starts from the trained baseline of the same model, data, profile and seed."""
+    return {"baseline": spec.with_(method="baseline", params={})}
+
+
+def finetune_recipe(recipe: Recipe, fraction: float, lr_scale: float = 1.0) -> Recipe:
+    """The recipe for a fine-tuning stage: `fraction` of its epochs (at least one), lr scaled."""
+    return recipe.with_(epochs=max(1, round(recipe.epochs * fraction)), lr=recipe.lr * lr_scale)
+
 
 def compressible_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """Every convolution and linear layer (their `weight` is what pruning and clustering act on)."""
