@@ -54,9 +54,8 @@ class Attention(Method):
         return {}
 
     def build_model(self, spec, info):
-        p = dict(spec.params)
-        return attention_model(spec.model, p.get("mechanism", "se"), info.num_classes, info.in_chans,
-                               p.get("reduction", 16))
+        params = self.make_params(spec.params_dict)
+        return attention_model(spec.model, params.mechanism, info.num_classes, info.in_chans, params.reduction)
 
     def run(self, ctx):
         model = self.build_model(ctx.spec, ctx.info)

@@ -159,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
                 if not wanted:
                     raise ValueError(f"--only {args.only!r} matches no cell of table {table.name!r}")
                 runner.force_keys = (runner.force_keys or set()) | wanted  # only the matching cells are forced
-                cells = [c for c in cells if c.key in wanted or any(c.key in dependency_keys(w) for w in cells
-                                                                     if w.key in wanted)]
+                needed = wanted.union(*(dependency_keys(c) for c in cells if c.key in wanted))
+                cells = [c for c in cells if c.key in needed]
             plans.append((table, rows, cells))
         if args.dry_run:
             for table, _, cells in plans:

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import gzip
-import io
 
 import torch
 from torch import nn
 
+from suite.measure import state_dict_bytes
 from suite.profiles import Recipe
 from suite.spec import CellSpec
 
@@ -34,12 +34,6 @@ def weight_sparsity(model: nn.Module) -> float:
         total += w.numel()
         zeros += int((w == 0).sum())
     return zeros / max(total, 1)
-
-
-def state_dict_bytes(model: nn.Module) -> bytes:
-    buf = io.BytesIO()
-    torch.save(model.state_dict(), buf)
-    return buf.getvalue()
 
 
 def gzip_size(model: nn.Module) -> int:

@@ -64,11 +64,17 @@ class CellContext:
             on_epoch_end: Callable[[int, nn.Module], None] | None = None) -> FitResult:
         """Train through the shared harness; each stage checkpoints (and resumes) on its own."""
         recipe = recipe or self.recipe
+
+        def epoch_done(epoch: int, m: nn.Module) -> None:
+            self.heartbeat()
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, m)
+
         result = fit(model, train if train is not None else self.train, self.info, recipe, device=self.device,
                      losses=losses, extra_modules=extra_modules, params=params,
                      checkpoint=self.artifact_dir / f"{stage}.ckpt", seed=self.spec.seed,
                      desc=f"{self.spec.model}/{self.spec.method} {stage}", progress=self.progress, augment=augment,
-                     on_epoch_end=lambda epoch, m: (self.heartbeat(), on_epoch_end and on_epoch_end(epoch, m)))
+                     on_epoch_end=epoch_done)
         self.stages.append({"stage": stage, "epochs": result.epochs_total, "epochs_run": result.epochs_run,
                             "seconds": result.total_seconds, "images_per_second": result.images_per_second,
                             "final_loss": result.history[-1]["loss"] if result.history else None})

@@ -76,10 +76,6 @@ def save_atomic(obj: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _rng_state() -> dict:
-    return {"torch": torch.get_rng_state()}
-
-
 def fit(model: nn.Module, train: Split, info: DatasetInfo, recipe: Recipe, *, device: torch.device | str = "cpu",
         losses: LossFn = cross_entropy_loss, extra_modules: nn.Module | None = None,
         params: Iterable[nn.Parameter] | None = None, checkpoint: Path | None = None, seed: int = 0,

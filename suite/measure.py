@@ -23,14 +23,19 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
             "nonzero_params": sum(int(torch.count_nonzero(p.detach())) for p in params)}
 
 
+def state_dict_bytes(model: nn.Module) -> bytes:
+    """`torch.save(model.state_dict())` in memory: the artifact a user would ship."""
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    return buf.getvalue()
+
+
 def saved_size_bytes(model: nn.Module, path: Path | None = None) -> int:
-    """Bytes of `torch.save(model.state_dict())`: the artifact a user would ship."""
+    """Bytes of the saved state dict (written to `path` when given)."""
     if path is not None:
         torch.save(model.state_dict(), path)
         return path.stat().st_size
-    buf = io.BytesIO()
-    torch.save(model.state_dict(), buf)
-    return buf.getbuffer().nbytes
+    return len(state_dict_bytes(model))
 
 
 def count_flops(model: nn.Module, example: torch.Tensor) -> int | None:

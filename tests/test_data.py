@@ -69,7 +69,6 @@ def write_cifar(root, folder_name, label_key, n_classes, bytes_keys):
 @pytest.mark.parametrize("bytes_keys", [False, True])
 def test_cifar10_pickles_with_str_or_bytes_keys(tmp_path, bytes_keys):
     write_cifar(tmp_path, "cifar-10-batches-py", "labels", 10, bytes_keys)
-    bundle = D.load_dataset.__wrapped__ if hasattr(D.load_dataset, "__wrapped__") else None
     train, test, canonical, _ = D.DATASETS.get("cifar10").load(tmp_path)
     assert train.images.shape == (150, 3, 32, 32) and len(test) == 30
     assert canonical is False

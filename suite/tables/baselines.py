@@ -10,7 +10,8 @@ from suite.tables import Table, TableOptions, TableRow, register_table
 DATASET_LABELS = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 MODEL_LABELS = {"lenet5": "LeNet-5", "alexnet": "AlexNet", "vgg8": "VGG8", "vgg16": "VGG16", "resnet18": "ResNet18",
                 "resnet20": "ResNet20", "resnet32": "ResNet32", "resnet50": "ResNet50", "resnet110": "ResNet110",
-                "mobilenetv2": "MobileNetV2"}
+                "mobilenetv2": "MobileNetV2", "resnet56": "ResNet56", "resnet8x4": "ResNet8x4", "resnet32x4": "ResNet32x4",
+                "vgg13": "VGG13", "resnet8": "ResNet8"}
 
 # (dataset, model) rows per profile; `cpu` keeps what a 2-core machine trains in about 70 minutes
 # (AlexNet ~40 min at ~130 img/s, VGG8 ~17 min, ResNet20 ~12 min, both LeNet-5 rows ~1 min).

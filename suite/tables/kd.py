@@ -16,8 +16,6 @@ PAPER_PAIRS = [("resnet110", "resnet32"), ("vgg16", "vgg8")]  # EncodeNet Table 
 CPU_PAIRS = [("resnet56", "resnet20")]  # an mdistiller pair a 2-core machine can train (ResNet110 runs ~60 img/s)
 METHOD_ROWS = [("teacher", "Teacher (baseline)"), ("student", "Student baseline"), ("kd", "KD (Hinton)"),
                ("rkd", "RKD"), ("fitnet", "FitNet"), ("ft", "FT (factor transfer)"), ("encodenet", "EncodeNet (no teacher)")]
-MODEL_LABELS = {**MODEL_LABELS, "resnet56": "ResNet56", "resnet8x4": "ResNet8x4", "resnet32x4": "ResNet32x4",
-                "vgg13": "VGG13", "resnet8": "ResNet8"}
 
 
 def parse_pairs(text: str) -> list[tuple[str, str]]:
