@@ -120,9 +120,11 @@ class FT(Distiller):
     def trainable(self, student, extra):
         return list(student.parameters()) + list(extra.translator.parameters())
 
+    def frozen(self, extra):
+        return extra.paraphraser
+
     def loss_terms(self, params: FTParams, s: Features, t: Features, y, extra):
         with torch.no_grad():
-            extra.paraphraser.eval()  # the harness puts extra modules in train mode; the paraphraser stays fixed
             teacher_factor = extra.paraphraser.encoder(t.stages[-1])
         student_factor = extra.translator(s.stages[-1])
         return {"ce": params.ce_weight * F.cross_entropy(s.logits, y),

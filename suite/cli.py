@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                 summary = runner.run(cells, executor)
                 failed += len(summary.failed)
                 results = [[store.get(runner.resolve(s).key) for s in seed_specs([row], opts.seeds)] for row in rows]
-                md, csv = render(table, opts, rows, results, store, args.out)
+                md, csv = render(table, opts, rows, results, store, args.out, runner.artifacts)
                 print(f"{table.name}: trained {len(summary.done)}, cached {len(summary.skipped)}, "
                       f"failed {len(summary.failed)} -> {md} (+ {csv.name})")
         finally:

@@ -59,7 +59,8 @@ class CellContext:
         return self.data.info
 
     def fit(self, model: nn.Module, *, losses: LossFn = cross_entropy_loss, extra_modules: nn.Module | None = None,
-            params: Iterable[nn.Parameter] | None = None, recipe: Recipe | None = None, stage: str = "main",
+            params: Iterable[nn.Parameter] | None = None, frozen: nn.Module | None = None,
+            recipe: Recipe | None = None, stage: str = "main",
             train: Split | None = None, augment: bool = True,
             on_epoch_end: Callable[[int, nn.Module], None] | None = None) -> FitResult:
         """Train through the shared harness; each stage checkpoints (and resumes) on its own."""
@@ -71,13 +72,14 @@ class CellContext:
                 on_epoch_end(epoch, m)
 
         result = fit(model, train if train is not None else self.train, self.info, recipe, device=self.device,
-                     losses=losses, extra_modules=extra_modules, params=params,
+                     losses=losses, extra_modules=extra_modules, params=params, frozen=frozen,
                      checkpoint=self.artifact_dir / f"{stage}.ckpt", seed=self.spec.seed,
                      desc=f"{self.spec.model}/{self.spec.method} {stage}", progress=self.progress, augment=augment,
                      on_epoch_end=epoch_done)
         self.stages.append({"stage": stage, "epochs": result.epochs_total, "epochs_run": result.epochs_run,
                             "seconds": result.total_seconds, "images_per_second": result.images_per_second,
-                            "final_loss": result.history[-1]["loss"] if result.history else None})
+                            "final_loss": result.history[-1]["loss"] if result.history else None,
+                            "loss_by_epoch": [h["loss"] for h in result.history]})
         return result
 
     def record(self, **metrics: Any) -> None:

@@ -300,6 +300,10 @@ class Normalizer:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return (x.float() - self.mean) * self.inv_std
 
+    def to_unit(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalized images back to pixels in [0, 1] (an autoencoder's target space)."""
+        return x / self.inv_std / 255 + self.mean / 255
+
 
 def iterate_batches(split: Split, info: DatasetInfo, batch_size: int, *, shuffle: bool, augment: bool,
                     generator: torch.Generator | None = None, drop_last: bool = False,

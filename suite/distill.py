@@ -84,8 +84,13 @@ class Distiller(Method):
             s = Features(*model.forward_with_features(x))
             return s.logits, self.loss_terms(params, s, t, y, extra)
 
-        ctx.fit(student, losses=losses, extra_modules=extra, params=self.trainable(student, extra))
+        ctx.fit(student, losses=losses, extra_modules=extra, params=self.trainable(student, extra),
+                frozen=self.frozen(extra))
         return student
+
+    def frozen(self, extra: nn.Module | None) -> nn.Module | None:
+        """Extra modules that stay fixed (eval mode, no updates) while the student trains."""
+        return None
 
     def trainable(self, student: nn.Module, extra: nn.Module | None) -> list[nn.Parameter]:
         params = list(student.parameters())

@@ -78,20 +78,25 @@ def save_atomic(obj: dict, path: Path) -> None:
 
 def fit(model: nn.Module, train: Split, info: DatasetInfo, recipe: Recipe, *, device: torch.device | str = "cpu",
         losses: LossFn = cross_entropy_loss, extra_modules: nn.Module | None = None,
-        params: Iterable[nn.Parameter] | None = None, checkpoint: Path | None = None, seed: int = 0,
-        desc: str = "train", progress: bool = True, augment: bool = True,
-        on_epoch_end: Callable[[int, nn.Module], None] | None = None) -> FitResult:
+        params: Iterable[nn.Parameter] | None = None, frozen: nn.Module | None = None,
+        checkpoint: Path | None = None, seed: int = 0, desc: str = "train", progress: bool = True,
+        augment: bool = True, on_epoch_end: Callable[[int, nn.Module], None] | None = None) -> FitResult:
     """Train `model` (and `extra_modules`) in place by the recipe.
 
     `params` restricts what the optimizer updates (default: every trainable parameter of the model and
-    the extra modules). With `checkpoint`, state is saved atomically after every epoch and a later call
-    resumes from it; a checkpoint of a finished run makes this call a no-op.
+    the extra modules). `frozen` (a part of the model or of the extra modules) is never updated: its
+    parameters are left out of the optimizer and it stays in eval mode, so BatchNorm statistics do not
+    move either. With `checkpoint`, state is saved atomically after every epoch and a later call resumes
+    from it; a checkpoint of a finished run makes this call a no-op.
     """
     device = torch.device(device)
     modules = nn.ModuleList([model] + ([extra_modules] if extra_modules is not None else [])).to(device)
     if device.type == "cuda":
         modules.to(memory_format=torch.channels_last)
     params = list(params) if params is not None else list(modules.parameters())
+    if frozen is not None:
+        fixed = {id(p) for p in frozen.parameters()}
+        params = [p for p in params if id(p) not in fixed]
     opt = make_optimizer(params, recipe)
     steps_per_epoch = max(1, math.ceil(len(train) / recipe.batch_size))
     sched = make_scheduler(opt, recipe, steps_per_epoch)
@@ -113,6 +118,8 @@ def fit(model: nn.Module, train: Split, info: DatasetInfo, recipe: Recipe, *, de
     bar = tqdm(range(start_epoch, recipe.epochs), desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
     for epoch in bar:
         modules.train()
+        if frozen is not None:
+            frozen.eval()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         n_epoch = 0

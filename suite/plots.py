@@ -3,8 +3,12 @@ a reported figure is drawn as a hollow marker at the same x, so the gap to the p
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    import torch
 
 
 def plot_table(frame: pd.DataFrame, label_columns: list[str], title: str, out_prefix: Path) -> list[Path]:
@@ -41,3 +45,55 @@ def plot_table(frame: pd.DataFrame, label_columns: list[str], title: str, out_pr
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_elbow(ks: list[int], inertia: list[float], chosen: int, title: str, path: Path) -> Path:
+    """The elbow curve of intraclass k-means (inertia summed over classes), chosen k marked."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(ks, inertia, "o-")
+    ax.axvline(chosen, color="C3", ls="--", label=f"chosen k = {chosen}")
+    ax.set_xlabel("k (clusters per class)")
+    ax.set_ylabel("within-cluster sum of squares")
+    ax.set_title(title, fontsize=9)
+    ax.legend()
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def image_grid(rows: list[tuple[str, "torch.Tensor"]], title: str, path: Path) -> Path:
+    """A grid of images in [0, 1] (N x C x H x W per row), one labelled row per entry."""
+    plt = _pyplot()
+    cols = max(len(images) for _, images in rows)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(1.1 * cols + 1, 1.2 * len(rows) + 0.4), squeeze=False)
+    for r, (label, images) in enumerate(rows):
+        for c in range(cols):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c >= len(images):
+                ax.axis("off")
+                continue
+            img = images[c].detach().float().clamp(0, 1).cpu()
+            if img.shape[0] == 1:
+                ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=1)
+            else:
+                ax.imshow(img.permute(1, 2, 0).numpy())
+        axes[r][0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -6,6 +6,8 @@ A method is a small class registered with `@register_method`. It declares
 - `requires(spec, params)`: the cells it depends on (a teacher, a trained baseline), by role;
 - `build_model(spec, info)`: the architecture it trains (default: the registered model as is);
 - `run(ctx)`: what makes it different, expressed through `ctx.fit(...)`; returns the final model.
+- `classifies`: False for an intermediate stage (EncodeNet's targets, its autoencoder) whose result is
+  an artifact other cells read, not a classifier: the runner then skips test evaluation and measurement.
 The harness evaluates, measures, checkpoints and stores; a method never writes its own loop.
 
 Discovery: every module in the `methods` package, plus modules or classes named by the
@@ -45,6 +47,7 @@ class Method:
     Params: ClassVar[type] = NoParams
     description: ClassVar[str] = ""
     inference_device: ClassVar[str | None] = None  # e.g. "cpu" for int8 models that only run there
+    classifies: ClassVar[bool] = True  # False: an intermediate stage; run() may return None
 
     def requires(self, spec: "CellSpec", params: Any) -> dict[str, "CellSpec"]:
         return {}

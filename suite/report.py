@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import shutil
 import statistics
 from pathlib import Path
 from typing import Any
@@ -159,10 +160,44 @@ def header_lines(table: Table, opts: TableOptions, rows: list[TableRow], results
     ]
 
 
+def stored_metrics(store: Store, key: str) -> dict[str, Any]:
+    return (store.get(key) or {}).get("metrics") or {}
+
+
+def copy_figures(table: Table, results: list[list[dict | None]], store: Store, artifacts: Path, out_dir: Path) -> list[Path]:
+    """Copy the figures that the rows' cells and their upstream stages drew (recorded as metrics["figures"],
+    files in each cell's artifact folder) next to the table, as `<table>_<figure>.png`."""
+    copied: dict[str, Path] = {}
+    seen: set[str] = set()
+
+    def visit(key: str) -> None:
+        if key in seen:
+            return
+        seen.add(key)
+        metrics = stored_metrics(store, key)
+        for name in metrics.get("figures") or []:
+            src = artifacts / key / name
+            if src.exists() and name not in copied:
+                copied[name] = out_dir / f"{table.name}_{name}"
+                shutil.copyfile(src, copied[name])
+        for dep in (metrics.get("deps") or {}).values():
+            visit(dep)
+
+    for rs in results:
+        for r in rs:
+            if r and r["status"] == "done":
+                visit(r["key"])
+    return list(copied.values())
+
+
 def render(table: Table, opts: TableOptions, rows: list[TableRow], results: list[list[dict | None]], store: Store,
-           out_dir: Path) -> tuple[Path, Path]:
-    """Write `<out>/<table>.md` and `<out>/<table>.csv`; returns both paths."""
+           out_dir: Path, artifacts: Path | None = None) -> tuple[Path, Path]:
+    """Write `<out>/<table>.md` and `<out>/<table>.csv` (and copy the cells' figures from `artifacts`)."""
     lines = [summarize_row(row, rs, store) for row, rs in zip(rows, results)]
+    for row, rs, line in zip(rows, results, lines):
+        done = [r for r in rs if r and r["status"] == "done"]
+        if done:
+            line.update(table.cell_columns(row, done[0]["metrics"], lambda key: stored_metrics(store, key)))
     frame = table.finalize(pd.DataFrame(lines))
     label_columns = list(dict.fromkeys(k for row in rows for k in row.labels))
     visible = frame[label_columns + [c for c in (table.columns or DEFAULT_COLUMNS) if c in frame.columns]]
@@ -174,6 +209,10 @@ def render(table: Table, opts: TableOptions, rows: list[TableRow], results: list
     if notes:
         md += ["", "Notes:"] + [f"- {n}" for n in notes]
     out_dir.mkdir(parents=True, exist_ok=True)
+    figures = copy_figures(table, results, store, artifacts, out_dir) if artifacts is not None else []
+    if figures:
+        md += ["", "Figures (drawn by the cells above or their upstream stages):"]
+        md += [f"- [{f.name}]({f.name})" for f in sorted(figures)]
     md_path, csv_path = out_dir / f"{table.name}.md", out_dir / f"{table.name}.csv"
     md_path.write_text("\n".join(md) + "\n")
     frame.rename(columns=lambda c: c.lstrip("_")).to_csv(csv_path, index=False)

@@ -290,8 +290,9 @@ class Runner:
         t0 = time.perf_counter()
         model = cell.method.run(ctx)
         wall = time.perf_counter() - t0
-        save_atomic(model.state_dict(), artifact_dir / MODEL_FILE)
-        metrics = self._evaluate_and_measure(cell, ctx, model)
+        if model is not None:
+            save_atomic(model.state_dict(), artifact_dir / MODEL_FILE)
+        metrics = self._evaluate_and_measure(cell, ctx, model) if cell.method.classifies else {}
         metrics.update({
             "stages": ctx.stages, "epochs_trained": sum(s["epochs"] for s in ctx.stages),
             "train_seconds": sum(s["seconds"] for s in ctx.stages), "cell_seconds": wall,

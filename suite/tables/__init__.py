@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,6 +63,11 @@ class Table:
 
     def notes(self, opts: TableOptions) -> list[str]:
         return []
+
+    def cell_columns(self, row: TableRow, metrics: dict[str, Any], lookup: Callable[[str], dict[str, Any]]) -> dict[str, str]:
+        """Columns read from a row's stored metrics (its first finished seed); `lookup(key)` returns another
+        cell's metrics (e.g. an upstream stage's chosen k)."""
+        return {}
 
     def summary_lines(self, rows: list[TableRow], lines: list[dict[str, Any]]) -> list[str]:
         """Extra header lines computed from the rendered rows (e.g. a KD table's teacher accuracies)."""

@@ -1,0 +1,287 @@
+"""EncodeNet (Mahmud, Desai, Lama, Prasad, arXiv:2404.13770) as three cached stages after the baseline.
+
+1. `encodenet_targets`: clustering features for every training image (ImageNet VGG16 after its 13th
+   convolution, the paper's choice, when its weights are cached; else the trained baseline's penultimate
+   embedding, or PCA of raw pixels), intraclass clustering (k-means with k by the elbow method, a fixed
+   k, HDBSCAN or cosine similarity) and the lowest-entropy representative of every (class, cluster)
+   under the baseline's softmax. Writes `targets.pt`, the elbow curve and a grid of representatives.
+2. `encodenet_ae`: the generalized converting autoencoder: encoder = the baseline architecture's
+   feature extractor (`model.split(split_at)`), initialized from the trained baseline or from scratch,
+   decoder derived from the encoder's output shape; trained with MSE between its output and the clean
+   target image (pixels in [0, 1]) while its input is augmented like any training input.
+3. `encodenet`: the encoder, frozen (parameters and BatchNorm statistics), topped with the baseline
+   architecture's classification layers (from the baseline or fresh), of which only those train, with
+   cross-entropy. The result has exactly the baseline's parameter count (checked).
+
+Every choice the paper leaves open is a parameter, part of the cell key, and recorded with the result.
+The paper's schedule: baselines 300 epochs, autoencoder 500 (ae_epochs_scale = 5/3 under `paper`);
+the head's epochs and every optimizer setting of stages 2-3 are not stated (defaults below are ours).
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from suite.autoencoder import ConvertingAutoencoder
+from suite.context import CellContext
+from suite.data import DatasetInfo, Normalizer, Split
+from suite.plots import image_grid, plot_elbow
+from suite.plugins import Method, register_method
+from suite.profiles import Recipe
+from suite.representatives import (CLUSTERINGS, Targets, baseline_features, choose_targets, pixel_features,
+                                   resolve_features, softmax_entropy, vgg16_features)
+from suite.spec import CellSpec
+
+TARGETS_FILE = "targets.pt"
+
+
+@dataclass(frozen=True)
+class EncodeNetParams:
+    # stage 1: targets
+    features: str = "auto"  # auto (vgg16 if its weights are cached, else baseline) | vgg16 | baseline | pixels
+    clustering: str = "kmeans"  # kmeans | none (one representative per class) | hdbscan | cosine
+    k: int = 0  # clusters per class for kmeans/cosine; 0 = the elbow method over 1..max_k
+    max_k: int = 8
+    # stage 2: converting autoencoder
+    target: str = "representative"  # representative (of the image's class and cluster) | input (a plain autoencoder)
+    split_at: int = -1  # encoder = stem + stages[:split_at]; -1 = every stage (feature extractor / classifier split)
+    encoder_init: str = "baseline"  # baseline (start from the trained baseline's weights) | scratch
+    ae_epochs_scale: float = 1.0  # autoencoder epochs = this x the recipe's epochs
+    ae_lr: float = 1e-3  # Adam, cosine schedule, no weight decay
+    # stage 3: frozen encoder + classification layers
+    head_init: str = "baseline"  # baseline (the trained baseline's classification layers) | scratch
+    head_epochs_scale: float = 1 / 3  # head epochs = this x the recipe's epochs, the recipe's SGD settings
+
+    def __post_init__(self) -> None:
+        choices = {"clustering": CLUSTERINGS, "target": ("representative", "input"),
+                   "encoder_init": ("baseline", "scratch"), "head_init": ("baseline", "scratch")}
+        for name, valid in choices.items():
+            if getattr(self, name) not in valid:
+                raise ValueError(f"encodenet {name}={getattr(self, name)!r} is not one of {', '.join(valid)}")
+        if self.k < 0 or self.max_k < 1 or self.ae_epochs_scale < 0 or self.head_epochs_scale < 0:
+            raise ValueError("encodenet k, max_k and the epoch scales must not be negative (max_k >= 1)")
+
+    @property
+    def equal_compute_scale(self) -> float:
+        """Epochs of baseline + autoencoder + head, as a multiple of the baseline's."""
+        return 1 + self.ae_epochs_scale + self.head_epochs_scale
+
+
+TARGET_FIELDS = ("features", "clustering", "k", "max_k")
+AE_FIELDS = ("target", "split_at", "encoder_init", "ae_epochs_scale", "ae_lr")
+
+
+def stage_params(params: EncodeNetParams, fields: tuple[str, ...]) -> dict[str, Any]:
+    """The non-default values among `fields`: equal stages get equal specs, so they are trained once."""
+    defaults = EncodeNetParams()
+    return {f: getattr(params, f) for f in fields if getattr(params, f) != getattr(defaults, f)}
+
+
+def scaled(recipe: Recipe, scale: float, **changes: Any) -> Recipe:
+    epochs = 0 if recipe.epochs == 0 else max(1, round(recipe.epochs * scale))
+    return recipe.with_(epochs=epochs, **changes)
+
+
+def split_point(params: EncodeNetParams) -> int | None:
+    return None if params.split_at < 0 else params.split_at
+
+
+def figure_name(spec: CellSpec, kind: str) -> str:
+    variant = "".join(f"_{k}-{v}" for k, v in spec.params)
+    return f"{kind}_{spec.model}_{spec.dataset}{variant}.png"
+
+
+class EncodeNetStage(Method):
+    Params = EncodeNetParams
+
+    def make_params(self, overrides: dict[str, Any]) -> EncodeNetParams:
+        params = super().make_params(overrides)
+        # `auto` is resolved when the cell is planned, so the key names the features actually used
+        return dataclasses.replace(params, features=resolve_features(params.features))
+
+    @staticmethod
+    def baseline_spec(spec: CellSpec) -> CellSpec:
+        return spec.with_(method="baseline", params={})
+
+
+@register_method
+class EncodeNetTargets(EncodeNetStage):
+    name = "encodenet_targets"
+    version = "1"
+    classifies = False
+    description = "EncodeNet stage 1: intraclass clusters and lowest-entropy representatives (targets.pt)"
+
+    def requires(self, spec, params):
+        return {"baseline": self.baseline_spec(spec)}
+
+    def run(self, ctx: CellContext) -> None:
+        t0 = time.perf_counter()
+        p: EncodeNetParams = ctx.params
+        baseline = ctx.deps["baseline"].load_model(ctx.device)
+        entropy = softmax_entropy(baseline, ctx.train, ctx.info, ctx.device)
+        if p.features == "vgg16":
+            feats = vgg16_features(ctx.train, ctx.device)
+        elif p.features == "baseline":
+            feats = baseline_features(baseline, ctx.train, ctx.info, ctx.device)
+        else:
+            feats = pixel_features(ctx.train, seed=ctx.spec.seed)
+        targets = choose_targets(feats, ctx.train.labels.numpy(), entropy.numpy(), p.clustering, p.k, p.max_k,
+                                 ctx.spec.seed)
+        torch.save({"targets": targets.state(), "labels": ctx.train.labels}, ctx.artifact_dir / TARGETS_FILE)
+        figures = [self.draw_representatives(ctx, targets)]
+        if targets.elbow:
+            e = targets.elbow
+            figures.append(plot_elbow(e["ks"], e["inertia"], e["k"], f"Elbow: {ctx.spec.model} {p.features} features, "
+                                      f"{ctx.spec.dataset}", ctx.artifact_dir / figure_name(ctx.spec, "elbow")).name)
+        ctx.stages.append({"stage": "targets", "epochs": 0, "epochs_run": 0, "seconds": time.perf_counter() - t0})
+        ctx.record(features_used=p.features, feature_dim=int(feats.shape[1]), clustering=p.clustering,
+                   k_chosen=targets.elbow["k"] if targets.elbow else p.k, clusters_per_class=targets.clusters_per_class,
+                   elbow=targets.elbow, mean_entropy=float(entropy.mean()), figures=figures)
+        return None
+
+    @staticmethod
+    def draw_representatives(ctx: CellContext, targets: Targets) -> str:
+        """EncodeNet Fig. 2: each class's cluster representatives (the first 10 classes)."""
+        rows = [(f"class {c}", ctx.train.images[targets.representatives_of(ctx.train.labels, c)].float() / 255)
+                for c in range(min(10, ctx.info.num_classes))]
+        path = ctx.artifact_dir / figure_name(ctx.spec, "representatives")
+        image_grid(rows, f"Cluster representatives (lowest entropy): {ctx.spec.model} on {ctx.spec.dataset}, "
+                   f"{ctx.params.clustering}", path)
+        return path.name
+
+
+def load_targets(ctx: CellContext) -> Targets:
+    saved = torch.load(ctx.deps["targets"].artifact_dir / TARGETS_FILE, map_location="cpu", weights_only=False)
+    if not torch.equal(saved["labels"], ctx.train.labels):
+        raise RuntimeError("targets were computed on a different training split than this cell's")
+    return Targets.from_state(saved["targets"])
+
+
+@register_method
+class EncodeNetAutoencoder(EncodeNetStage):
+    name = "encodenet_ae"
+    version = "1"
+    classifies = False
+    description = "EncodeNet stage 2: the converting autoencoder (baseline encoder + derived decoder), MSE to targets"
+
+    def requires(self, spec, params):
+        deps = {}
+        if params.target == "representative":
+            deps["targets"] = spec.with_(method="encodenet_targets", params=stage_params(params, TARGET_FIELDS))
+        if params.encoder_init == "baseline":
+            deps["baseline"] = self.baseline_spec(spec)
+        return deps
+
+    def build_model(self, spec: CellSpec, info: DatasetInfo) -> ConvertingAutoencoder:
+        return self.autoencoder(super().build_model(spec, info), self.make_params(spec.params_dict), info)
+
+    @staticmethod
+    def autoencoder(model: nn.Module, params: EncodeNetParams, info: DatasetInfo) -> ConvertingAutoencoder:
+        encoder, _ = model.split(split_point(params))
+        return ConvertingAutoencoder(encoder, (info.in_chans, info.image_size, info.image_size))
+
+    def run(self, ctx: CellContext) -> ConvertingAutoencoder:
+        p: EncodeNetParams = ctx.params
+        if p.encoder_init == "baseline":
+            ae = self.autoencoder(ctx.deps["baseline"].load_model(ctx.device), p, ctx.info)
+        else:
+            ae = self.build_model(ctx.spec, ctx.info)
+        ae = ae.to(ctx.device)
+        norm = Normalizer(ctx.info, ctx.device)
+        if p.target == "input":
+            train, images = ctx.train, None
+        else:  # the label of each image becomes the index of its target image, so batches carry their targets
+            train = Split(ctx.train.images, load_targets(ctx).representative)
+            images = ctx.train.images.to(ctx.device)
+
+        def target_of(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+            return norm.to_unit(x) if images is None else images[index].float() / 255
+
+        def reconstruction(model: nn.Module, x: torch.Tensor, index: torch.Tensor):
+            return None, {"mse": F.mse_loss(model(x).float(), target_of(x, index))}
+
+        recipe = scaled(ctx.recipe, p.ae_epochs_scale, optimizer="adam", lr=p.ae_lr, weight_decay=0.0, schedule="cosine")
+        result = ctx.fit(ae, losses=reconstruction, recipe=recipe, stage="autoencoder", train=train)
+        probe = train.subset(torch.arange(min(2000, len(train))))
+        mse = self.reconstruction_error(ae, probe, ctx, target_of)
+        ctx.record(recon_mse=mse, recon_mse_train_last_epoch=result.history[-1]["loss"] if result.history else None,
+                   decoder_params=sum(q.numel() for q in ae.decoder.parameters()),
+                   figures=[self.draw_conversions(ae, probe, ctx, target_of)])
+        return ae
+
+    @staticmethod
+    @torch.no_grad()
+    def reconstruction_error(ae: nn.Module, probe: Split, ctx: CellContext, target_of) -> float:
+        """MSE (pixels in [0, 1]) on un-augmented training images, autoencoder in eval mode."""
+        from suite.data import iterate_batches
+
+        ae.eval()
+        total = 0.0
+        for x, index in iterate_batches(probe.to(ctx.device), ctx.info, 500, shuffle=False, augment=False):
+            total += F.mse_loss(ae(x).float(), target_of(x, index), reduction="sum").item() / x[0].numel()
+        return total / len(probe)
+
+    @staticmethod
+    @torch.no_grad()
+    def draw_conversions(ae: nn.Module, probe: Split, ctx: CellContext, target_of) -> str:
+        """EncodeNet Fig. 5: inputs, autoencoder outputs and their targets (one image per class, first 10)."""
+        from suite.data import iterate_batches
+
+        labels = ctx.train.labels[:len(probe)]
+        picks = [int(torch.nonzero(labels == c)[0]) for c in range(min(10, ctx.info.num_classes)) if (labels == c).any()]
+        x, index = next(iterate_batches(probe.subset(picks).to(ctx.device), ctx.info, len(picks), shuffle=False,
+                                        augment=False))
+        ae.eval()
+        norm = Normalizer(ctx.info, ctx.device)
+        path = ctx.artifact_dir / figure_name(ctx.spec, "conversions")
+        image_grid([("input", norm.to_unit(x)), ("output", ae(x)), ("target", target_of(x, index))],
+                   f"Converting autoencoder: {ctx.spec.model} on {ctx.spec.dataset}", path)
+        return path.name
+
+
+@register_method
+class EncodeNet(EncodeNetStage):
+    name = "encodenet"
+    version = "1"
+    description = "EncodeNet: frozen converting-autoencoder encoder + the baseline's classification layers"
+
+    def requires(self, spec, params):
+        fields = AE_FIELDS + (TARGET_FIELDS if params.target == "representative" else ())
+        deps = {"autoencoder": spec.with_(method="encodenet_ae", params=stage_params(params, fields))}
+        if params.head_init == "baseline":
+            deps["baseline"] = self.baseline_spec(spec)
+        return deps
+
+    def run(self, ctx: CellContext) -> nn.Module:
+        p: EncodeNetParams = ctx.params
+        model = ctx.deps["baseline"].load_model(ctx.device) if p.head_init == "baseline" else \
+            self.build_model(ctx.spec, ctx.info).to(ctx.device)
+        encoder, classifier = model.split(split_point(p))
+        encoder.load_state_dict(ctx.deps["autoencoder"].load_model(ctx.device).encoder.state_dict())
+        for q in encoder.parameters():
+            q.requires_grad_(False)
+
+        def head_loss(m: nn.Module, x: torch.Tensor, y: torch.Tensor):
+            with torch.no_grad():  # the frozen encoder needs no graph
+                features = encoder(x)
+            logits = classifier(features)
+            return logits, {"ce": F.cross_entropy(logits, y)}
+
+        ctx.fit(model, losses=head_loss, params=classifier.parameters(), frozen=encoder,
+                recipe=scaled(ctx.recipe, p.head_epochs_scale), stage="head")
+        expected = sum(q.numel() for q in self.build_model(ctx.spec, ctx.info).parameters())
+        if sum(q.numel() for q in model.parameters()) != expected:
+            raise RuntimeError("EncodeNet model's parameter count differs from the baseline's")
+        for q in model.parameters():
+            q.requires_grad_(True)  # a trained model: nothing is marked frozen in the saved artifact
+        ae = ctx.deps["autoencoder"].metrics
+        targets_key = (ae.get("deps") or {}).get("targets")
+        ctx.record(recon_mse=ae.get("recon_mse"), params_equal_baseline=True, equal_compute_scale=p.equal_compute_scale,
+                   upstream={"autoencoder": ctx.deps["autoencoder"].key, "targets": targets_key})
+        return model
