@@ -48,6 +48,7 @@ class EncodeNetParams:
     clustering: str = "kmeans"  # kmeans | none (one representative per class) | hdbscan | cosine
     k: int = 0  # clusters per class for kmeans/cosine; 0 = the elbow method over 1..max_k
     max_k: int = 8
+    targets_model: str = ""  # whose trained baseline scores entropy (and gives features); "" = the cell's model
     # stage 2: converting autoencoder
     target: str = "representative"  # representative (of the image's class and cluster) | input (a plain autoencoder)
     split_at: int = -1  # encoder = stem + stages[:split_at]; -1 = every stage (feature extractor / classifier split)
@@ -74,7 +75,7 @@ class EncodeNetParams:
 
 
 TARGET_FIELDS = ("features", "clustering", "k", "max_k")
-AE_FIELDS = ("target", "split_at", "encoder_init", "ae_epochs_scale", "ae_lr")
+AE_FIELDS = ("targets_model", "target", "split_at", "encoder_init", "ae_epochs_scale", "ae_lr")
 
 
 def stage_params(params: EncodeNetParams, fields: tuple[str, ...]) -> dict[str, Any]:
@@ -173,7 +174,8 @@ class EncodeNetAutoencoder(EncodeNetStage):
     def requires(self, spec, params):
         deps = {}
         if params.target == "representative":
-            deps["targets"] = spec.with_(method="encodenet_targets", params=stage_params(params, TARGET_FIELDS))
+            deps["targets"] = spec.with_(method="encodenet_targets", model=params.targets_model or spec.model,
+                                         params=stage_params(params, TARGET_FIELDS))
         if params.encoder_init == "baseline":
             deps["baseline"] = self.baseline_spec(spec)
         return deps
@@ -184,7 +186,9 @@ class EncodeNetAutoencoder(EncodeNetStage):
     @staticmethod
     def autoencoder(model: nn.Module, params: EncodeNetParams, info: DatasetInfo) -> ConvertingAutoencoder:
         encoder, _ = model.split(split_point(params))
-        return ConvertingAutoencoder(encoder, (info.in_chans, info.image_size, info.image_size))
+        own = getattr(model, "converting_decoder", None)  # CAE-Net's mirrored deconvolutions
+        decoder = own() if own is not None and split_point(params) is None else None
+        return ConvertingAutoencoder(encoder, (info.in_chans, info.image_size, info.image_size), decoder)
 
     def run(self, ctx: CellContext) -> ConvertingAutoencoder:
         p: EncodeNetParams = ctx.params

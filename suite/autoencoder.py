@@ -40,12 +40,13 @@ def output_shape(module: nn.Module, image: tuple[int, int, int]) -> tuple[int, i
 
 
 class ConvertingAutoencoder(nn.Module):
-    """encoder (normalized image -> feature map) + decoder (feature map -> image in [0, 1])."""
+    """encoder (normalized image -> feature map) + decoder (feature map -> image in [0, 1]); the decoder
+    is derived from the encoder's output shape unless the model brings its own (CAE-Net's)."""
 
-    def __init__(self, encoder: nn.Module, image: tuple[int, int, int]) -> None:
+    def __init__(self, encoder: nn.Module, image: tuple[int, int, int], decoder: nn.Module | None = None) -> None:
         super().__init__()
         self.encoder = encoder
-        self.decoder = derive_decoder(output_shape(encoder, image), image)
+        self.decoder = decoder if decoder is not None else derive_decoder(output_shape(encoder, image), image)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))

@@ -74,7 +74,7 @@ def summarize_row(row: TableRow, results: list[dict | None], store: Store) -> di
         out[column] = f"{statistics.fmean(vals):.2f}" if vals else blank
     mean = std = None
     if row.spec is None:
-        out["Top-1 % (ours)"], out["n"] = "pending (plugin not available yet)", 0
+        out["Top-1 % (ours)"], out["n"] = row.not_run or "pending (plugin not available yet)", 0
     elif done:
         mean, std = mean_std([r["metrics"]["top1"] for r in done])
         out["Top-1 % (ours)"] = f"{mean:.2f} ± {std:.2f}" if std is not None else f"{mean:.2f}"
@@ -94,6 +94,7 @@ def summarize_row(row: TableRow, results: list[dict | None], store: Store) -> di
     out["_top1_mean"], out["_top1_std"] = mean, std
     out["_reported"] = ref.value if ref else None
     out["_latency_ms"] = m.get("latency_ms")
+    out["_latency_p90_ms"] = m.get("latency_p90_ms")
     out["_test_set_seconds"] = m.get("test_set_seconds")
     out["_size_bytes"] = m.get("size_bytes")
     out["_params"] = m.get("params")
@@ -219,6 +220,7 @@ def render(table: Table, opts: TableOptions, rows: list[TableRow], results: list
     from suite.plots import plot_table
 
     plot_table(frame, label_columns, f"{table.title}, profile {opts.profile}", out_dir / table.name)
+    table.plot(frame, opts, out_dir)
     write_index(out_dir.parent)
     return md_path, csv_path
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ class TableRow:
     spec: CellSpec | None  # seed 0; the runner repeats it for every seed; None = pending (plugin not available yet)
     reported: list[Reported] = field(default_factory=list)  # reported top-1 figures, first one is compared
     extra: dict[str, str] = field(default_factory=dict)  # further pre-formatted columns (e.g. other reported figures)
+    not_run: str = ""  # with spec None: why this row is never run here (e.g. another system, reported figures only)
 
 
 class Table:
@@ -68,6 +70,10 @@ class Table:
         """Columns read from a row's stored metrics (its first finished seed); `lookup(key)` returns another
         cell's metrics (e.g. an upstream stage's chosen k)."""
         return {}
+
+    def plot(self, frame: "pd.DataFrame", opts: TableOptions, out_dir: Path) -> list[Path]:
+        """Table-specific figures written beside the table (beyond the standard accuracy plots)."""
+        return []
 
     def summary_lines(self, rows: list[TableRow], lines: list[dict[str, Any]]) -> list[str]:
         """Extra header lines computed from the rendered rows (e.g. a KD table's teacher accuracies)."""
