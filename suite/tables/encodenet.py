@@ -70,7 +70,7 @@ class EncodeNetTable(Table):
         from methods.encodenet import EncodeNetParams
 
         params = stage_params(opts.profile)
-        scale = EncodeNetParams(**params).equal_compute_scale
+        scale = round(EncodeNetParams(**params).equal_compute_scale, 3)  # a readable cell label (2.333)
         rows = []
         for dataset, model in pairs_for(opts, PAIRS):
             labels = {"Dataset": label(dataset, DATASET_LABELS), "Model": label(model, MODEL_LABELS)}
