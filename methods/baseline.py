@@ -25,6 +25,9 @@ class Baseline(Method):
     Params = BaselineParams
     description = "the registered model trained with cross-entropy by the profile's recipe"
 
+    def estimated_epochs(self, recipe, params) -> float:
+        return recipe.epochs * params.epochs_scale
+
     def run(self, ctx: CellContext) -> nn.Module:
         model = self.build_model(ctx.spec, ctx.info)
         recipe = ctx.recipe

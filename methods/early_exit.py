@@ -156,6 +156,9 @@ class BranchyNet(_EarlyExitBase):
     def requires(self, spec, params):
         return {"baseline": spec.with_(method="baseline", params={})}
 
+    def estimated_epochs(self, recipe, params) -> float:
+        return recipe.epochs * params.joint_epochs_scale
+
     def run(self, ctx: CellContext) -> EarlyExitNet:
         p: BranchyNetParams = ctx.params
         base = ctx.deps["baseline"].load_model(ctx.device)
@@ -187,6 +190,9 @@ class EarlyExit(_EarlyExitBase):
         training = {f.name: getattr(params, f.name) for f in dataclasses.fields(BranchyNetParams)
                     if getattr(params, f.name) != getattr(BranchyNetParams(), f.name)}
         return {"branchynet": spec.with_(method="branchynet", params=training)}
+
+    def estimated_epochs(self, recipe, params) -> float:
+        return 0.0
 
     def run(self, ctx: CellContext) -> EarlyExitNet:
         model = ctx.deps["branchynet"].load_model(ctx.device)

@@ -121,6 +121,9 @@ class EncodeNetTargets(EncodeNetStage):
     def requires(self, spec, params):
         return {"baseline": self.baseline_spec(spec)}
 
+    def estimated_epochs(self, recipe, params) -> float:
+        return 0.3  # forward passes for entropy and features, then k-means
+
     def run(self, ctx: CellContext) -> None:
         t0 = time.perf_counter()
         p: EncodeNetParams = ctx.params
@@ -179,6 +182,9 @@ class EncodeNetAutoencoder(EncodeNetStage):
         if params.encoder_init == "baseline":
             deps["baseline"] = self.baseline_spec(spec)
         return deps
+
+    def estimated_epochs(self, recipe, params) -> float:
+        return 1.3 * recipe.epochs * params.ae_epochs_scale  # the decoder adds about a third
 
     def build_model(self, spec: CellSpec, info: DatasetInfo) -> ConvertingAutoencoder:
         return self.autoencoder(super().build_model(spec, info), self.make_params(spec.params_dict), info)
@@ -261,6 +267,9 @@ class EncodeNet(EncodeNetStage):
         if params.head_init == "baseline":
             deps["baseline"] = self.baseline_spec(spec)
         return deps
+
+    def estimated_epochs(self, recipe, params) -> float:
+        return recipe.epochs * params.head_epochs_scale / 3  # the frozen encoder runs forward only
 
     def run(self, ctx: CellContext) -> nn.Module:
         p: EncodeNetParams = ctx.params

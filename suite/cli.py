@@ -84,7 +84,7 @@ def estimate_seconds(cell, device_type: str) -> float:
     if device_type == "cuda":
         per_image /= 50
     n_train = cell.recipe.train_subset or (len(cell.data.train) if cell.data else 50000)
-    return cell.recipe.epochs * n_train * per_image
+    return cell.method.estimated_epochs(cell.recipe, cell.params) * n_train * per_image
 
 
 def dependency_keys(cell) -> set[str]:

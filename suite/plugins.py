@@ -29,6 +29,7 @@ from suite.registry import Registry
 if TYPE_CHECKING:
     from suite.context import CellContext
     from suite.data import DatasetInfo
+    from suite.profiles import Recipe
     from suite.spec import CellSpec
 
 
@@ -64,6 +65,10 @@ class Method:
         """Figures that replace or add to the harness's measurements (a compressed artifact's size,
         the parameter count of an int8 model). Default: none."""
         return {}
+
+    def estimated_epochs(self, recipe: "Recipe", params: Any) -> float:
+        """Full training epochs' worth of compute this cell costs (for `--dry-run` estimates only)."""
+        return recipe.epochs * getattr(params, "finetune_fraction", 1.0)  # compression plugins only fine-tune
 
     def make_params(self, overrides: dict[str, Any]) -> Any:
         """The plugin's Params with `overrides` applied; unknown names fail with the valid ones listed."""
