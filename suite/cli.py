@@ -7,6 +7,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from suite.data import DATASETS, DataError, default_data_dir
 from suite.plugins import PluginError, discover_methods
 from suite.profiles import PROFILES
@@ -38,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="latency target for the `edge` table (default: the paper's 20 ms on CIFAR-10, 10 ms on MNIST)")
     p.add_argument("--dry-run", action="store_true", help="show cells, dependencies and estimated time; train nothing")
     p.add_argument("--force", action="store_true", help="retrain cells even if the store has them")
+    p.add_argument("--remeasure", action="store_true",
+                   help="train nothing: evaluate and measure the finished cells again (e.g. latency on a quiet machine)")
     p.add_argument("--only", default=None, metavar="SUBSTR",
                    help="run only cells whose label contains SUBSTR (and what they need); with --force, retrain just those")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -179,6 +183,15 @@ def main(argv: list[str] | None = None) -> int:
         failed = 0
         try:
             for table, rows, cells in plans:  # each table is rendered as soon as its cells are done
+                if args.remeasure:
+                    for cell in tqdm(cells, desc=f"{table.name}: remeasure", disable=args.quiet, leave=False):
+                        reason = runner.remeasure(cell)
+                        if reason and reason not in ("not a classifier",):
+                            print(f"not remeasured {cell.label}: {reason}")
+                    results = [[store.get(runner.resolve(s).key) for s in seed_specs([row], opts.seeds)] for row in rows]
+                    md, _ = render(table, opts, rows, results, store, args.out, runner.artifacts)
+                    print(f"{table.name}: remeasured -> {md}")
+                    continue
                 summary = runner.run(cells, executor)
                 failed += len(summary.failed)
                 results = [[store.get(runner.resolve(s).key) for s in seed_specs([row], opts.seeds)] for row in rows]

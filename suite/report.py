@@ -142,7 +142,9 @@ def header_lines(table: Table, opts: TableOptions, rows: list[TableRow], results
     versions = sorted({f"torch {e['torch']}, timm {e['timm']}, Python {e['python']}" for e in envs})
     commits = sorted({e["commit"] for e in envs})
     numerics = sorted({e["numerics"] for e in envs})
-    return [
+    remeasured = sorted({f"{m['date'][:10]} (commit {m['commit']}, {m['device']})"
+                         for r in done if (m := r["metrics"].get("remeasured"))})
+    lines = [
         f"# {table.title} (`{table.name}`)",
         "",
         table.description,
@@ -159,6 +161,10 @@ def header_lines(table: Table, opts: TableOptions, rows: list[TableRow], results
         "- Reported: figures printed in the papers (source in brackets, from suite/reference/paper_figures.csv), "
         "not reproduced here",
     ]
+    if remeasured:
+        lines.append(f"- Re-measured with `--remeasure` (accuracy, latency, size, throughput of the saved models; training "
+                     f"untouched): {'; '.join(remeasured)}")
+    return lines
 
 
 def stored_metrics(store: Store, key: str) -> dict[str, Any]:

@@ -272,6 +272,39 @@ class Runner:
         metrics.update(cell.method.measure(ctx, model, metrics))
         return metrics
 
+    def _context(self, cell: Cell) -> CellContext:
+        assert cell.data is not None
+        deps = {role: Dependency(d.spec, d.key, d.method, d.data.info, self.artifacts / d.key,
+                                 (self.store.get(d.key) or {}).get("metrics") or {})
+                for role, d in cell.deps.items()}
+        return CellContext(cell.spec, cell.key, cell.params, cell.recipe, cell.data,
+                           stratified_subset(cell.data.train, cell.recipe.train_subset),
+                           stratified_subset(cell.data.test, cell.recipe.test_subset),
+                           self.device, self.artifacts / cell.key, deps, self.progress,
+                           lambda: self.store.heartbeat(cell.key))
+
+    def remeasure(self, cell: Cell) -> str | None:
+        """Evaluate and measure a finished cell's saved model again (latency on a quiet machine, say),
+        keeping its training figures; returns why it could not, or None. Nothing is trained."""
+        row = self.store.get(cell.key)
+        if not row or row["status"] != "done":
+            return "not finished"
+        if not cell.method.classifies or cell.data is None:
+            return "not a classifier" if cell.data is not None else "data missing"
+        ctx = self._context(cell)
+        try:
+            model = Dependency(cell.spec, cell.key, cell.method, cell.data.info, ctx.artifact_dir,
+                               row["metrics"]).load_model(self.device)
+        except Exception as exc:  # e.g. a channel-pruned model cannot be rebuilt from its spec
+            return f"its saved model cannot be reloaded ({type(exc).__name__})"
+        fresh = self._evaluate_and_measure(cell, ctx, model)
+        env = environment(self.device)
+        metrics = {**row["metrics"], **fresh,
+                   "remeasured": {"commit": env["commit"], "device": env["device"], "threads": torch.get_num_threads(),
+                                  "date": time.strftime("%Y-%m-%d %H:%M:%S")}}
+        self.store.finish(cell.key, metrics, {**(row.get("env") or {}), "threads": torch.get_num_threads()})
+        return None
+
     def execute(self, cell: Cell) -> tuple[dict[str, Any], dict[str, Any]]:
         """Train, evaluate and measure one cell; returns (metrics, environment). Writes only artifacts."""
         assert cell.data is not None
@@ -280,13 +313,7 @@ class Runner:
             shutil.rmtree(artifact_dir)
         artifact_dir.mkdir(parents=True, exist_ok=True)
         seed_everything(cell.spec.seed)
-        deps = {role: Dependency(d.spec, d.key, d.method, d.data.info, self.artifacts / d.key,
-                                 (self.store.get(d.key) or {}).get("metrics") or {})
-                for role, d in cell.deps.items()}
-        ctx = CellContext(cell.spec, cell.key, cell.params, cell.recipe, cell.data,
-                          stratified_subset(cell.data.train, cell.recipe.train_subset),
-                          stratified_subset(cell.data.test, cell.recipe.test_subset),
-                          self.device, artifact_dir, deps, self.progress, lambda: self.store.heartbeat(cell.key))
+        ctx = self._context(cell)
         t0 = time.perf_counter()
         model = cell.method.run(ctx)
         wall = time.perf_counter() - t0

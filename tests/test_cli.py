@@ -82,3 +82,18 @@ def test_only_with_force_retrains_just_the_matching_cell(run_dir, capsys):
     again = dict(sqlite3.connect(run_dir["store"]).execute("SELECT key, finished FROM cells").fetchall())
     assert sum(again[k] != finished[k] for k in finished) == 1  # the seed-0 cell was left alone
     assert cli(run_dir, *args, "--only", "seed7") == 2  # a filter that matches nothing is an error
+
+
+def test_remeasure_trains_nothing_and_refreshes_the_measurements(run_dir, capsys):
+    from suite.store import Store
+
+    args = ["--table", "baselines", "--profile", "smoke", "--dataset", "synthetic_mnist"]
+    assert cli(run_dir, *args) == 0
+    (row,) = Store(run_dir["store"]).rows()
+    assert cli(run_dir, *args, "--remeasure") == 0
+    assert "baselines: remeasured" in capsys.readouterr().out
+    (again,) = Store(run_dir["store"]).rows()
+    assert again["key"] == row["key"] and "remeasured" in again["metrics"]
+    assert again["metrics"]["top1"] == row["metrics"]["top1"]  # the same saved model
+    assert again["metrics"]["stages"] == row["metrics"]["stages"]  # training figures kept
+    assert "Re-measured with `--remeasure`" in (run_dir["out"] / "baselines.md").read_text()
