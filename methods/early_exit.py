@@ -25,12 +25,8 @@ from suite.context import CellContext
 from suite.data import DatasetInfo, iterate_batches
 from suite.measure import latency_stats
 from suite.plugins import Method, register_method
+from suite.representatives import logits_entropy
 from suite.spec import CellSpec
-
-
-def softmax_entropy(logits: torch.Tensor) -> torch.Tensor:
-    logp = torch.log_softmax(logits.float(), dim=1)
-    return -(logp.exp() * logp).sum(1)
 
 
 def branch(channels: int, num_classes: int, width: int) -> nn.Sequential:
@@ -78,7 +74,7 @@ class EarlyExitNet(nn.Module):
             logits = self.branches[e](h)
             if out is None:
                 out = logits.new_zeros(x.shape[0], logits.shape[1])
-            leave = softmax_entropy(logits) < self.threshold
+            leave = logits_entropy(logits) < self.threshold
             out[active[leave]] = logits[leave]
             self.exit_counts[e] += leave.sum()
             if bool(leave.all()):

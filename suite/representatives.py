@@ -21,16 +21,25 @@ FEATURES = ("auto", "vgg16", "baseline", "pixels")
 CLUSTERINGS = ("kmeans", "none", "hdbscan", "cosine")
 
 
+def logits_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy (nats) of softmax(logits), per row."""
+    logp = torch.log_softmax(logits.float(), dim=1)
+    return -(logp.exp() * logp).sum(1)
+
+
 @torch.no_grad()
-def softmax_entropy(model: nn.Module, split: Split, info: DatasetInfo, device: torch.device | str = "cpu",
-                    batch_size: int = 1000) -> torch.Tensor:
-    """Entropy (nats) of the model's softmax for every image of the split, without augmentation."""
+def over_split(fn, model: nn.Module, split: Split, info: DatasetInfo, device: torch.device | str,
+               batch_size: int = 1000) -> torch.Tensor:
+    """`fn(model, x)` for every image of the split in order, without augmentation, model in eval mode."""
     model.eval().to(device)
-    out = []
-    for x, _ in iterate_batches(split.to(device), info, batch_size, shuffle=False, augment=False):
-        logp = torch.log_softmax(model(x).float(), dim=1)
-        out.append(-(logp.exp() * logp).sum(1).cpu())
+    out = [fn(model, x).float().cpu()
+           for x, _ in iterate_batches(split.to(device), info, batch_size, shuffle=False, augment=False)]
     return torch.cat(out)
+
+
+def softmax_entropy(model: nn.Module, split: Split, info: DatasetInfo, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Entropy of the model's softmax for every image of the split."""
+    return over_split(lambda m, x: logits_entropy(m(x)), model, split, info, device)
 
 
 # ----------------------------------------------------------------------------- features
@@ -71,15 +80,10 @@ def vgg16_features(split: Split, device: torch.device | str, batch_size: int = 5
     return torch.cat(out).numpy()
 
 
-@torch.no_grad()
-def baseline_features(model: nn.Module, split: Split, info: DatasetInfo, device: torch.device | str = "cpu",
-                      batch_size: int = 1000) -> np.ndarray:
+def baseline_features(model: nn.Module, split: Split, info: DatasetInfo, device: torch.device | str = "cpu") -> np.ndarray:
     """The trained baseline's penultimate embedding (`forward_head(pre_logits=True)`)."""
-    model.eval().to(device)
-    out = []
-    for x, _ in iterate_batches(split.to(device), info, batch_size, shuffle=False, augment=False):
-        out.append(model.forward_head(model.forward_features(x), pre_logits=True).float().cpu())
-    return torch.cat(out).numpy()
+    return over_split(lambda m, x: m.forward_head(m.forward_features(x), pre_logits=True), model, split, info,
+                      device).numpy()
 
 
 def pixel_features(split: Split, components: int = 50, seed: int = 0) -> np.ndarray:

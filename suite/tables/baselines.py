@@ -51,6 +51,15 @@ def reported_top1(dataset: str, model: str) -> list[Reported]:
     return [r for r in found if r is not None]
 
 
+def on_dataset(pairs: list[tuple[str, str]], dataset: str | None) -> list[tuple[str, str]]:
+    """(dataset, model) pairs moved to `dataset`: its models from the rows of the same kind of data."""
+    if not dataset:
+        return pairs
+    family = dataset_family(DATASETS.get(dataset).in_chans)
+    models = [m for d, m in pairs if dataset_family(DATASETS.get(d).in_chans) == family]
+    return [(dataset, m) for m in dict.fromkeys(models)]
+
+
 def label(name: str, labels: dict[str, str]) -> str:
     return labels.get(name, name)
 
@@ -62,11 +71,7 @@ class BaselinesTable(Table):
     description = "Each baseline model trained with cross-entropy by the profile's recipe (method `baseline`)."
 
     def rows(self, opts: TableOptions) -> list[TableRow]:
-        pairs = ROWS.get(opts.profile, ROWS["cpu"])
-        if opts.dataset:  # same models, on the asked dataset, for rows of the same kind of data
-            family = dataset_family(DATASETS.get(opts.dataset).in_chans)
-            models = [m for d, m in pairs if dataset_family(DATASETS.get(d).in_chans) == family]
-            pairs = [(opts.dataset, m) for m in dict.fromkeys(models)]
+        pairs = on_dataset(ROWS.get(opts.profile, ROWS["cpu"]), opts.dataset)
         return [TableRow({"Dataset": label(d, DATASET_LABELS), "Model": label(m, MODEL_LABELS)},
                          CellSpec.make("baseline", m, d, opts.profile), reported_top1(d, m))
                 for d, m in pairs]

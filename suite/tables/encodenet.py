@@ -12,12 +12,10 @@ from typing import Any
 
 import pandas as pd
 
-from suite.data import DATASETS
-from suite.profiles import dataset_family
 from suite.reference import reported
 from suite.spec import CellSpec
 from suite.tables import Table, TableOptions, TableRow, register_table
-from suite.tables.baselines import DATASET_LABELS, MODEL_LABELS, label
+from suite.tables.baselines import DATASET_LABELS, MODEL_LABELS, label, on_dataset
 
 PAIRS = {
     "paper": [(d, m) for d in ("cifar10", "cifar100") for m in ("vgg8", "vgg16", "resnet18", "resnet20")],
@@ -29,15 +27,6 @@ PAIRS = {
 def stage_params(profile: str) -> dict[str, Any]:
     """The paper trains the autoencoder for 500 epochs against the baselines' 300."""
     return {"ae_epochs_scale": 5 / 3} if profile == "paper" else {}
-
-
-def pairs_for(opts: TableOptions, table: dict[str, list[tuple[str, str]]]) -> list[tuple[str, str]]:
-    pairs = table.get(opts.profile, table["cpu"])
-    if opts.dataset:  # the same models on the asked dataset, for rows of the same kind of data
-        family = dataset_family(DATASETS.get(opts.dataset).in_chans)
-        models = [m for d, m in pairs if dataset_family(DATASETS.get(d).in_chans) == family]
-        pairs = [(opts.dataset, m) for m in dict.fromkeys(models)]
-    return pairs
 
 
 def upstream_columns(metrics: dict[str, Any], lookup) -> dict[str, str]:
@@ -72,7 +61,7 @@ class EncodeNetTable(Table):
         params = stage_params(opts.profile)
         scale = round(EncodeNetParams(**params).equal_compute_scale, 3)  # a readable cell label (2.333)
         rows = []
-        for dataset, model in pairs_for(opts, PAIRS):
+        for dataset, model in on_dataset(PAIRS.get(opts.profile, PAIRS["cpu"]), opts.dataset):
             labels = {"Dataset": label(dataset, DATASET_LABELS), "Model": label(model, MODEL_LABELS)}
             ref = (lambda col: [r] if (r := reported("encodenet", "T2", model, f"{dataset}_{col}")) else [])
             rows += [
