@@ -291,8 +291,6 @@ class EncodeNet(EncodeNetStage):
         expected = sum(q.numel() for q in self.build_model(ctx.spec, ctx.info).parameters())
         if sum(q.numel() for q in model.parameters()) != expected:
             raise RuntimeError("EncodeNet model's parameter count differs from the baseline's")
-        for q in model.parameters():
-            q.requires_grad_(True)  # a trained model: nothing is marked frozen in the saved artifact
         ae = ctx.deps["autoencoder"].metrics
         targets_key = (ae.get("deps") or {}).get("targets")
         ctx.record(recon_mse=ae.get("recon_mse"), params_equal_baseline=True, equal_compute_scale=p.equal_compute_scale,
