@@ -41,32 +41,47 @@ from suite.spec import CellSpec
 TARGETS_FILE = "targets.pt"
 
 
+def _check_choices(params: Any) -> None:
+    choices = {"clustering": CLUSTERINGS, "target": ("representative", "input"),
+               "encoder_init": ("baseline", "scratch"), "head_init": ("baseline", "scratch")}
+    for name, valid in choices.items():
+        if hasattr(params, name) and getattr(params, name) not in valid:
+            raise ValueError(f"encodenet {name}={getattr(params, name)!r} is not one of {', '.join(valid)}")
+    scales = [getattr(params, n) for n in ("k", "ae_epochs_scale", "head_epochs_scale", "head_lr_scale") if hasattr(params, n)]
+    if any(v < 0 for v in scales) or params.max_k < 1:
+        raise ValueError("encodenet k, max_k and the epoch / lr scales must not be negative (max_k >= 1)")
+
+
+# One Params class per stage, each holding only the fields that change that stage's result, so a stage's
+# cell key (which hashes its resolved Params) does not move when a later stage gains an option.
 @dataclass(frozen=True)
-class EncodeNetParams:
-    # stage 1: targets
+class TargetsParams:
     features: str = "auto"  # auto (vgg16 if its weights are cached, else baseline) | vgg16 | baseline | pixels
     clustering: str = "kmeans"  # kmeans | none (one representative per class) | hdbscan | cosine
     k: int = 0  # clusters per class for kmeans/cosine; 0 = the elbow method over 1..max_k
     max_k: int = 8
+
+    def __post_init__(self) -> None:
+        _check_choices(self)
+
+
+@dataclass(frozen=True)
+class AutoencoderParams(TargetsParams):
     targets_model: str = ""  # whose trained baseline scores entropy (and gives features); "" = the cell's model
-    # stage 2: converting autoencoder
     target: str = "representative"  # representative (of the image's class and cluster) | input (a plain autoencoder)
     split_at: int = -1  # encoder = stem + stages[:split_at]; -1 = every stage (feature extractor / classifier split)
     encoder_init: str = "baseline"  # baseline (start from the trained baseline's weights) | scratch
     ae_epochs_scale: float = 1.0  # autoencoder epochs = this x the recipe's epochs
     ae_lr: float = 1e-3  # Adam, cosine schedule, no weight decay
-    # stage 3: frozen encoder + classification layers
-    head_init: str = "baseline"  # baseline (the trained baseline's classification layers) | scratch
-    head_epochs_scale: float = 1 / 3  # head epochs = this x the recipe's epochs, the recipe's SGD settings
 
-    def __post_init__(self) -> None:
-        choices = {"clustering": CLUSTERINGS, "target": ("representative", "input"),
-                   "encoder_init": ("baseline", "scratch"), "head_init": ("baseline", "scratch")}
-        for name, valid in choices.items():
-            if getattr(self, name) not in valid:
-                raise ValueError(f"encodenet {name}={getattr(self, name)!r} is not one of {', '.join(valid)}")
-        if self.k < 0 or self.max_k < 1 or self.ae_epochs_scale < 0 or self.head_epochs_scale < 0:
-            raise ValueError("encodenet k, max_k and the epoch scales must not be negative (max_k >= 1)")
+
+@dataclass(frozen=True)
+class EncodeNetParams(AutoencoderParams):
+    head_init: str = "baseline"  # baseline (the trained baseline's classification layers) | scratch
+    head_epochs_scale: float = 1 / 3  # head epochs = this x the recipe's epochs
+    # The recipe's optimizer at this fraction of its lr: the head meets features that moved under it, and at a
+    # from-scratch lr a BN-free head (LeNet-5's) was measured to die at once (all ReLUs zero, 11.35 % on MNIST).
+    head_lr_scale: float = 0.1
 
     @property
     def equal_compute_scale(self) -> float:
@@ -74,11 +89,11 @@ class EncodeNetParams:
         return 1 + self.ae_epochs_scale + self.head_epochs_scale
 
 
-TARGET_FIELDS = ("features", "clustering", "k", "max_k")
-AE_FIELDS = ("targets_model", "target", "split_at", "encoder_init", "ae_epochs_scale", "ae_lr")
+TARGET_FIELDS = tuple(f.name for f in dataclasses.fields(TargetsParams))
+AE_FIELDS = tuple(f.name for f in dataclasses.fields(AutoencoderParams) if f.name not in TARGET_FIELDS)
 
 
-def stage_params(params: EncodeNetParams, fields: tuple[str, ...]) -> dict[str, Any]:
+def stage_params(params: TargetsParams, fields: tuple[str, ...]) -> dict[str, Any]:
     """The non-default values among `fields`: equal stages get equal specs, so they are trained once."""
     defaults = EncodeNetParams()
     return {f: getattr(params, f) for f in fields if getattr(params, f) != getattr(defaults, f)}
@@ -89,7 +104,7 @@ def scaled(recipe: Recipe, scale: float, **changes: Any) -> Recipe:
     return recipe.with_(epochs=epochs, **changes)
 
 
-def split_point(params: EncodeNetParams) -> int | None:
+def split_point(params: AutoencoderParams) -> int | None:
     return None if params.split_at < 0 else params.split_at
 
 
@@ -99,9 +114,7 @@ def figure_name(spec: CellSpec, kind: str) -> str:
 
 
 class EncodeNetStage(Method):
-    Params = EncodeNetParams
-
-    def make_params(self, overrides: dict[str, Any]) -> EncodeNetParams:
+    def make_params(self, overrides: dict[str, Any]) -> Any:
         params = super().make_params(overrides)
         # `auto` is resolved when the cell is planned, so the key names the features actually used
         return dataclasses.replace(params, features=resolve_features(params.features))
@@ -115,6 +128,7 @@ class EncodeNetStage(Method):
 class EncodeNetTargets(EncodeNetStage):
     name = "encodenet_targets"
     version = "1"
+    Params = TargetsParams
     classifies = False
     description = "EncodeNet stage 1: intraclass clusters and lowest-entropy representatives (targets.pt)"
 
@@ -126,7 +140,7 @@ class EncodeNetTargets(EncodeNetStage):
 
     def run(self, ctx: CellContext) -> None:
         t0 = time.perf_counter()
-        p: EncodeNetParams = ctx.params
+        p: TargetsParams = ctx.params
         baseline = ctx.deps["baseline"].load_model(ctx.device)
         entropy = softmax_entropy(baseline, ctx.train, ctx.info, ctx.device)
         if p.features == "vgg16":
@@ -171,6 +185,7 @@ def load_targets(ctx: CellContext) -> Targets:
 class EncodeNetAutoencoder(EncodeNetStage):
     name = "encodenet_ae"
     version = "1"
+    Params = AutoencoderParams
     classifies = False
     description = "EncodeNet stage 2: the converting autoencoder (baseline encoder + derived decoder), MSE to targets"
 
@@ -190,14 +205,14 @@ class EncodeNetAutoencoder(EncodeNetStage):
         return self.autoencoder(super().build_model(spec, info), self.make_params(spec.params_dict), info)
 
     @staticmethod
-    def autoencoder(model: nn.Module, params: EncodeNetParams, info: DatasetInfo) -> ConvertingAutoencoder:
+    def autoencoder(model: nn.Module, params: AutoencoderParams, info: DatasetInfo) -> ConvertingAutoencoder:
         encoder, _ = model.split(split_point(params))
         own = getattr(model, "converting_decoder", None)  # CAE-Net's mirrored deconvolutions
         decoder = own() if own is not None and split_point(params) is None else None
         return ConvertingAutoencoder(encoder, (info.in_chans, info.image_size, info.image_size), decoder)
 
     def run(self, ctx: CellContext) -> ConvertingAutoencoder:
-        p: EncodeNetParams = ctx.params
+        p: AutoencoderParams = ctx.params
         if p.encoder_init == "baseline":
             ae = self.autoencoder(ctx.deps["baseline"].load_model(ctx.device), p, ctx.info)
         else:
@@ -259,6 +274,7 @@ class EncodeNetAutoencoder(EncodeNetStage):
 class EncodeNet(EncodeNetStage):
     name = "encodenet"
     version = "1"
+    Params = EncodeNetParams
     description = "EncodeNet: frozen converting-autoencoder encoder + the baseline's classification layers"
 
     def requires(self, spec, params):
@@ -287,7 +303,7 @@ class EncodeNet(EncodeNetStage):
             return logits, {"ce": F.cross_entropy(logits, y)}
 
         ctx.fit(model, losses=head_loss, params=classifier.parameters(), frozen=encoder,
-                recipe=scaled(ctx.recipe, p.head_epochs_scale), stage="head")
+                recipe=scaled(ctx.recipe, p.head_epochs_scale, lr=ctx.recipe.lr * p.head_lr_scale), stage="head")
         expected = sum(q.numel() for q in self.build_model(ctx.spec, ctx.info).parameters())
         if sum(q.numel() for q in model.parameters()) != expected:
             raise RuntimeError("EncodeNet model's parameter count differs from the baseline's")

@@ -99,8 +99,8 @@ class EncodeNetTable(Table):
             f"EncodeNet stages: baseline (the recipe's epochs) → clustering features + intraclass clustering + "
             f"lowest-entropy representatives → converting autoencoder ({p.ae_epochs_scale:.2f}× the epochs, Adam lr "
             f"{p.ae_lr}, MSE to the representative, encoder initialized from the {p.encoder_init}) → frozen encoder + "
-            f"the baseline's classification layers ({p.head_epochs_scale:.2f}× the epochs, initialized from the "
-            f"{p.head_init}). Every stage is a cached cell; train cost counts all of them.",
+            f"the baseline's classification layers ({p.head_epochs_scale:.2f}× the epochs at {p.head_lr_scale:g}× the "
+            f"recipe's lr, initialized from the {p.head_init}). Every stage is a cached cell; train cost counts all of them.",
             f"\"Baseline, equal epochs\" trains the plain baseline for {p.equal_compute_scale:.2f}× the recipe's epochs, "
             "the sum of EncodeNet's three trainings (an autoencoder epoch costs more than a baseline epoch, a "
             "frozen-encoder head epoch much less; see the train-cost wall clock).",
