@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="latency target for the `edge` table (default: the paper's 20 ms on CIFAR-10, 10 ms on MNIST)")
     p.add_argument("--dry-run", action="store_true", help="show cells, dependencies and estimated time; train nothing")
     p.add_argument("--force", action="store_true", help="retrain cells even if the store has them")
+    p.add_argument("--render-only", action="store_true",
+                   help="train nothing: write the tables from what the store holds now (unfinished rows say pending)")
     p.add_argument("--remeasure", action="store_true",
                    help="train nothing: evaluate and measure the finished cells again (e.g. latency on a quiet machine)")
     p.add_argument("--only", default=None, metavar="SUBSTR",
@@ -181,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
 
         executor = make_executor(args.executor, args.jobs, args.address, threads)
         failed = 0
+
+        def stored(rows):  # each row's store record per seed (None where never run)
+            return [[store.get(runner.resolve(s).key) for s in seed_specs([row], opts.seeds)] for row in rows]
+
         try:
             for table, rows, cells in plans:  # each table is rendered as soon as its cells are done
                 if args.remeasure:
@@ -188,13 +194,18 @@ def main(argv: list[str] | None = None) -> int:
                         reason = runner.remeasure(cell)
                         if reason and reason not in ("not a classifier",):
                             print(f"not remeasured {cell.label}: {reason}")
-                    results = [[store.get(runner.resolve(s).key) for s in seed_specs([row], opts.seeds)] for row in rows]
+                    results = stored(rows)
                     md, _ = render(table, opts, rows, results, store, args.out, runner.artifacts)
                     print(f"{table.name}: remeasured -> {md}")
                     continue
+                if args.render_only:
+                    results = stored(rows)
+                    md, _ = render(table, opts, rows, results, store, args.out, runner.artifacts)
+                    print(f"{table.name}: rendered from the store -> {md}")
+                    continue
                 summary = runner.run(cells, executor)
                 failed += len(summary.failed)
-                results = [[store.get(runner.resolve(s).key) for s in seed_specs([row], opts.seeds)] for row in rows]
+                results = stored(rows)
                 md, csv = render(table, opts, rows, results, store, args.out, runner.artifacts)
                 print(f"{table.name}: trained {len(summary.done)}, cached {len(summary.skipped)}, "
                       f"failed {len(summary.failed)} -> {md} (+ {csv.name})")

@@ -97,3 +97,11 @@ def test_remeasure_trains_nothing_and_refreshes_the_measurements(run_dir, capsys
     assert again["metrics"]["top1"] == row["metrics"]["top1"]  # the same saved model
     assert again["metrics"]["stages"] == row["metrics"]["stages"]  # training figures kept
     assert "Re-measured with `--remeasure`" in (run_dir["out"] / "baselines.md").read_text()
+
+
+def test_render_only_trains_nothing_and_marks_unfinished_rows_pending(run_dir, capsys):
+    args = ["--table", "baselines", "--profile", "smoke", "--dataset", "synthetic_mnist", "--render-only"]
+    assert cli(run_dir, *args) == 0
+    assert "rendered from the store" in capsys.readouterr().out
+    md = (run_dir["out"] / "baselines.md").read_text()
+    assert "| pending " in md
