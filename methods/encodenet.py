@@ -169,7 +169,7 @@ class EncodeNetTargets(EncodeNetStage):
         rows = [(f"class {c}", ctx.train.images[targets.representatives_of(ctx.train.labels, c)].float() / 255)
                 for c in range(min(10, ctx.info.num_classes))]
         path = ctx.artifact_dir / figure_name(ctx.spec, "representatives")
-        image_grid(rows, f"Cluster representatives (lowest entropy): {ctx.spec.model} on {ctx.spec.dataset}, "
+        image_grid(rows, f"Cluster representatives (lowest entropy):\n{ctx.spec.model} on {ctx.spec.dataset}, "
                    f"{ctx.params.clustering}", path)
         return path.name
 
