@@ -302,7 +302,9 @@ class Runner:
         metrics = {**row["metrics"], **fresh,
                    "remeasured": {"commit": env["commit"], "device": env["device"], "threads": torch.get_num_threads(),
                                   "date": time.strftime("%Y-%m-%d %H:%M:%S")}}
-        self.store.finish(cell.key, metrics, {**(row.get("env") or {}), "threads": torch.get_num_threads()})
+        trained = row.get("env") or {}
+        self.store.finish(cell.key, metrics, {**trained, "device": env["device"], "threads": torch.get_num_threads(),
+                                              "trained_on": trained.get("device")})
         return None
 
     def execute(self, cell: Cell) -> tuple[dict[str, Any], dict[str, Any]]:
