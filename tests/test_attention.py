@@ -56,3 +56,16 @@ def test_bam_sits_at_the_stage_transitions():
     model = attention_model("resnet50", "bam", 100, 3)
     bams = [m for m in model.modules() if isinstance(m, BAM)]
     assert [b.spatial[0].in_channels for b in bams] == [256, 512, 1024]
+
+
+def test_attention_table_completes_at_smoke_profile(run_dir, capsys):
+    from suite.cli import main
+
+    args = ["--out", str(run_dir["out"]), "--store", str(run_dir["store"]), "--quiet", "--profile", "smoke",
+            "--table", "attention", "--dataset", "synthetic_cifar10"]
+    assert main(args) == 0
+    assert "failed 0" in capsys.readouterr().out
+    md = (run_dir["out"] / "attention.md").read_text()
+    for row in ("+ SE", "+ BAM", "+ CBAM", "+ GAM ", "+ GAM (gc)", "+ EncodeNet"):
+        assert f"| {row}" in md
+    assert "149.52 M" in md and "pending" not in md  # exact ResNet-50 counts, every row trained
