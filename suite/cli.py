@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="retrain cells even if the store has them")
     p.add_argument("--render-only", action="store_true",
                    help="train nothing: write the tables from what the store holds now (unfinished rows say pending)")
+    p.add_argument("--from-records", action="store_true",
+                   help="with --render-only: also take finished cells from the records published beside each table "
+                        "(<out>/<table>.cells.jsonl), e.g. to re-render a table on a machine without its store")
     p.add_argument("--remeasure", action="store_true",
                    help="train nothing: evaluate and measure the finished cells again (e.g. latency on a quiet machine)")
     p.add_argument("--only", default=None, metavar="SUBSTR",
@@ -146,11 +149,13 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--epochs must be >= 0, got {args.epochs}")
         if args.jobs < 1:
             raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
+        if args.from_records and not args.render_only:
+            raise ValueError("--from-records only renders: use it with --render-only")
         threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
         if args.threads or args.jobs > 1:
             torch_threads(threads)
 
-        from suite.report import render
+        from suite.report import read_records, records_path, render
         from suite.runner import Runner
         from suite.store import Store
 
@@ -184,8 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         executor = make_executor(args.executor, args.jobs, args.address, threads)
         failed = 0
 
-        def stored(rows):  # each row's store record per seed (None where never run)
-            return [[store.get(runner.resolve(s).key) for s in seed_specs([row], opts.seeds)] for row in rows]
+        def stored(rows, source=store):  # each row's store record per seed (None where never run)
+            return [[source.get(runner.resolve(s).key) for s in seed_specs([row], opts.seeds)] for row in rows]
 
         try:
             for table, rows, cells in plans:  # each table is rendered as soon as its cells are done
@@ -197,6 +202,14 @@ def main(argv: list[str] | None = None) -> int:
                     results = stored(rows)
                     md, _ = render(table, opts, rows, results, store, args.out, runner.artifacts)
                     print(f"{table.name}: remeasured -> {md}")
+                    continue
+                if args.render_only and args.from_records:
+                    with tempfile.TemporaryDirectory() as tmp:  # the store is read, never written
+                        merged = Store(Path(tmp) / "store.sqlite")
+                        merged.add_records(store.records(row["key"] for row in store.rows()))
+                        added = merged.add_records(read_records(records_path(args.out, table.name)))
+                        md, _ = render(table, opts, rows, stored(rows, merged), merged, args.out, runner.artifacts)
+                    print(f"{table.name}: rendered from the store and {added} published records -> {md}")
                     continue
                 if args.render_only:
                     results = stored(rows)

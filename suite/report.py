@@ -4,6 +4,7 @@ not), software versions, date and commit. Reproduced and reported figures are se
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import shutil
 import statistics
@@ -171,30 +172,58 @@ def stored_metrics(store: Store, key: str) -> dict[str, Any]:
     return (store.get(key) or {}).get("metrics") or {}
 
 
-def copy_figures(table: Table, results: list[list[dict | None]], store: Store, artifacts: Path, out_dir: Path) -> list[Path]:
-    """Copy the figures that the rows' cells and their upstream stages drew (recorded as metrics["figures"],
-    files in each cell's artifact folder) next to the table, as `<table>_<figure>.png`."""
-    copied: dict[str, Path] = {}
-    seen: set[str] = set()
+def upstream_keys(results: list[list[dict | None]], store: Store) -> list[str]:
+    """The finished cells of the rows and, recursively, every cell they depended on (first seen first)."""
+    seen: dict[str, None] = {}
 
     def visit(key: str) -> None:
-        if key in seen:
-            return
-        seen.add(key)
-        metrics = stored_metrics(store, key)
-        for name in metrics.get("figures") or []:
-            src = artifacts / key / name
-            if src.exists() and name not in copied:
-                copied[name] = out_dir / f"{table.name}_{name}"
-                shutil.copyfile(src, copied[name])
-        for dep in (metrics.get("deps") or {}).values():
-            visit(dep)
+        if key not in seen:
+            seen[key] = None
+            for dep in (stored_metrics(store, key).get("deps") or {}).values():
+                visit(dep)
 
     for rs in results:
         for r in rs:
             if r and r["status"] == "done":
                 visit(r["key"])
+    return list(seen)
+
+
+def copy_figures(table: Table, results: list[list[dict | None]], store: Store, artifacts: Path, out_dir: Path) -> list[Path]:
+    """Copy the figures that the rows' cells and their upstream stages drew (recorded as metrics["figures"],
+    files in each cell's artifact folder) next to the table, as `<table>_<figure>.png`. A figure whose cell
+    has no artifacts here (a table re-rendered from its published records) keeps its published copy."""
+    copied: dict[str, Path] = {}
+    for key in upstream_keys(results, store):
+        for name in stored_metrics(store, key).get("figures") or []:
+            src, dst = artifacts / key / name, out_dir / f"{table.name}_{name}"
+            if name in copied:
+                continue
+            if src.exists():
+                shutil.copyfile(src, dst)
+            if dst.exists():
+                copied[name] = dst
     return list(copied.values())
+
+
+def records_path(out_dir: Path, table_name: str) -> Path:
+    return out_dir / f"{table_name}.cells.jsonl"
+
+
+def write_records(path: Path, results: list[list[dict | None]], store: Store) -> None:
+    """Publish the store rows behind a table (its cells and their dependencies: spec, metrics, environment),
+    one JSON object a line, so the table can be re-rendered, and audited, without the store."""
+    lines = [json.dumps(r, sort_keys=True) for r in store.records(upstream_keys(results, store))]
+    path.write_text("".join(line + "\n" for line in lines))
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        raise ValueError(f"no published cell records at {path}: render the table from a store first")
+    try:
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not JSON lines (line {exc.lineno})") from None
 
 
 def render(table: Table, opts: TableOptions, rows: list[TableRow], results: list[list[dict | None]], store: Store,
@@ -223,6 +252,7 @@ def render(table: Table, opts: TableOptions, rows: list[TableRow], results: list
     md_path, csv_path = out_dir / f"{table.name}.md", out_dir / f"{table.name}.csv"
     md_path.write_text("\n".join(md) + "\n")
     frame.rename(columns=lambda c: c.lstrip("_")).to_csv(csv_path, index=False)
+    write_records(records_path(out_dir, table.name), results, store)
     from suite.plots import plot_table
 
     plot_table(frame, label_columns, f"{table.title}, profile {opts.profile}", out_dir / table.name)

@@ -223,22 +223,23 @@ class Runner:
                     self.log(f"cached {cell.label}")
                     continue
                 self._forced.add(cell.key)
-                self.log(f"training {cell.label}")
                 if executor is None:
-                    self._finish(cell, lambda c=cell: self.execute(c), summary)
-                else:
+                    self.log(f"training {cell.label}")
+                    self._finish(cell, lambda c=cell: self.execute(c), summary, len(cells))
+                else:  # a worker takes it when one is free: "training" now would claim more than --jobs at once
+                    self.log(f"queued {cell.label}")
                     in_flight[executor.submit(cell.spec, self.worker_config())] = cell
             if in_flight:
                 done, _ = wait(list(in_flight), timeout=2, return_when=FIRST_COMPLETED)
                 for future in done:
-                    self._finish(in_flight.pop(future), future.result, summary)
+                    self._finish(in_flight.pop(future), future.result, summary, len(cells))
                 for cell in in_flight.values():
                     self.store.heartbeat(cell.key)
             elif pending:
                 time.sleep(2)  # only cells held by other processes are left
         return summary
 
-    def _finish(self, cell: Cell, outcome, summary: RunSummary) -> None:
+    def _finish(self, cell: Cell, outcome, summary: RunSummary, total: int) -> None:
         try:
             metrics, env = outcome()
         except Exception as exc:
@@ -246,6 +247,10 @@ class Runner:
             return
         self.store.finish(cell.key, metrics, env)
         summary.done.append(cell.key)
+        # One line per finished cell: the progress of a long run (worker processes show no epoch bars).
+        top1 = f"top-1 {metrics['top1']:.2f} %, " if "top1" in metrics else ""
+        finished = len(summary.done) + len(summary.skipped) + len(summary.failed)
+        self.log(f"done {cell.label}: {top1}{metrics.get('cell_seconds', 0.0) / 60:.1f} min [{finished}/{total}]")
 
     def worker_config(self) -> "WorkerConfig":
         return WorkerConfig(str(self.store.path), str(self.artifacts), str(self.data_dir) if self.data_dir else None,

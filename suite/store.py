@@ -13,7 +13,7 @@ import sqlite3
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cells (
@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS cells (
     owner TEXT,
     heartbeat REAL
 )"""
+RECORD_FIELDS = ("key", "spec", "status", "metrics", "env", "error", "created", "started", "finished")
 STALE_AFTER_S = 600  # a claim not refreshed for this long is taken over even on another host
 
 
@@ -125,3 +126,23 @@ class Store:
                 "INSERT INTO cells(key, spec, status, error, created, finished) VALUES (?,?,?,?,?,?) "
                 "ON CONFLICT(key) DO UPDATE SET status='failed', error=excluded.error, finished=excluded.finished, owner=NULL",
                 (key, json.dumps(spec, sort_keys=True), "failed", error, time.time(), time.time()))
+
+    def records(self, keys: Iterable[str]) -> list[dict[str, Any]]:
+        """The finished rows among `keys`, as plain dicts in key order (what is published beside a table)."""
+        rows = (self.get(k) for k in sorted(set(keys)))
+        return [{f: r[f] for f in RECORD_FIELDS} for r in rows if r and r["status"] == "done"]
+
+    def add_records(self, records: Iterable[dict[str, Any]]) -> int:
+        """Insert finished records this store lacks (a row it holds is never overwritten); returns how many."""
+        added = 0
+        with self._connect() as db:
+            for r in records:
+                if r.get("status") != "done":
+                    continue
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO cells(key, spec, status, metrics, env, error, created, started, finished) "
+                    "VALUES (?,?,?,?,?,?,?,?,?)",
+                    (r["key"], json.dumps(r["spec"], sort_keys=True), "done", json.dumps(r["metrics"], sort_keys=True),
+                     json.dumps(r.get("env"), sort_keys=True), None, r.get("created"), r.get("started"), r.get("finished")))
+                added += cur.rowcount
+        return added

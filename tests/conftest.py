@@ -23,7 +23,7 @@ def make_runner(tmp_path):
     from suite.store import Store
 
     def make(**kw):
-        return Runner(Store(tmp_path / "store.sqlite"), tmp_path / "artifacts", device="cpu", progress=False,
-                      log=lambda *_: None, **kw)
+        kw.setdefault("log", lambda *_: None)
+        return Runner(Store(tmp_path / "store.sqlite"), tmp_path / "artifacts", device="cpu", progress=False, **kw)
 
     return make

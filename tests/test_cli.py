@@ -43,6 +43,8 @@ def test_dry_run_trains_nothing(run_dir, capsys):
     (["--table", "baselines", "--opt", "pairs=resnet56:resnet20"], "table 'baselines' has no option pairs; valid: none"),
     (["--table", "kd", "--opt", "pairs=resnet56:resnet21"], "unknown model 'resnet21' in pairs"),
     (["--table", "kd", "--opt", "pairs"], "--opt takes KEY=VALUE"),
+    (["--table", "baselines", "--from-records"], "use it with --render-only"),
+    (["--table", "baselines", "--render-only", "--from-records"], "no published cell records at .*baselines.cells.jsonl"),
 ])
 def test_bad_input_gives_one_line(run_dir, capsys, args, needle):
     import re
@@ -105,3 +107,27 @@ def test_render_only_trains_nothing_and_marks_unfinished_rows_pending(run_dir, c
     assert "rendered from the store" in capsys.readouterr().out
     md = (run_dir["out"] / "baselines.md").read_text()
     assert "| pending " in md
+
+
+def test_published_records_re_render_the_table_without_its_store(run_dir, capsys):
+    import json
+
+    from suite.store import Store
+
+    args = ["--table", "baselines", "--profile", "smoke", "--dataset", "synthetic_mnist"]
+    assert cli(run_dir, *args) == 0
+    (row,) = Store(run_dir["store"]).rows()
+    records = [json.loads(line) for line in (run_dir["out"] / "baselines.cells.jsonl").read_text().splitlines()]
+    assert [(r["key"], r["metrics"]["top1"]) for r in records] == [(row["key"], row["metrics"]["top1"])]
+    table = [line for line in (run_dir["out"] / "baselines.md").read_text().splitlines() if "LeNet-5" in line]
+    assert table and "pending" not in table[0]
+
+    run_dir["store"].unlink()  # a fresh machine: the published files are all there is
+    capsys.readouterr()
+    assert cli(run_dir, *args, "--render-only", "--from-records") == 0
+    assert "1 published records" in capsys.readouterr().out
+    again = [line for line in (run_dir["out"] / "baselines.md").read_text().splitlines() if "LeNet-5" in line]
+    assert again == table
+    assert Store(run_dir["store"]).rows() == []  # the records were read, not imported into the store
+    assert cli(run_dir, *args, "--render-only") == 0  # without them the row is pending again
+    assert "| pending " in (run_dir["out"] / "baselines.md").read_text()

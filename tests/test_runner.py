@@ -50,11 +50,14 @@ def spec(method="baseline", model="lenet5", dataset="synthetic_mnist", **kw):
 
 
 def test_dependency_is_trained_once_for_two_dependents(tmp_path, make_runner):
-    runner = make_runner()
+    lines = []
+    runner = make_runner(log=lines.append)
     cells = runner.plan([spec("test_finetune", params={"lr_scale": 0.5}), spec("test_finetune", params={"lr_scale": 0.1})])
     assert [c.spec.method for c in cells] == ["baseline", "test_finetune", "test_finetune"]
     summary = runner.run(cells)
     assert len(summary.done) == 3 and not summary.failed
+    done = [line for line in lines if line.startswith("done ")]  # a progress line per finished cell, with its top-1
+    assert len(done) == 3 and done[0].startswith(f"done {cells[0].label}: top-1 ") and done[-1].endswith("[3/3]")
     baseline = runner.store.get(cells[0].key)["metrics"]
     child = runner.store.get(cells[1].key)["metrics"]
     assert child["baseline_top1"] == baseline["top1"]

@@ -73,7 +73,16 @@ class AttentionTable(Table):
             "channels with reduction 16 (the GAM paper's \"same as BAM\"; reduction 4 gives 527 M and does not match); "
             "GAM (gc): both 7×7 convolutions with groups = 4 plus channel shuffle.",
             "The paper's GAM counts (149.47 M, 57.05 M) and ours (149.52 M, 57.09 M) differ by 0.03 %.",
+            "Where timm's CBAM differs from the CBAM paper: its 7×7 spatial convolution has no bias and is followed by "
+            "BatchNorm (as in the authors' released code; the paper's Eq. 3 is σ(f7×7([AvgPool(F); MaxPool(F)])), "
+            "one parameter fewer per module), and the channel MLP needs mlp_bias=True (timm's default is False) to "
+            "match the released code's Linear layers and the reported 26.24 M. Channel and spatial gates, their "
+            "order and the shared MLP over average- and max-pooled features follow the paper.",
         ]
+        if model.startswith("resnet") and model not in ("resnet18", "resnet34", "resnet50"):
+            notes.append(f"{model} has 16-64 channels per stage, so reduction 16 leaves 1-4 hidden channels in each "
+                         "module (GAM (gc) keeps at least one per group, 4): the mechanisms are far smaller there than "
+                         "on ResNet-50 (256-2048 channels).")
         if (model, dataset) != ("resnet50", "cifar100"):
             notes.append(f"Accuracy columns: {model} on {dataset} (profile `{opts.profile}`), because a 2-core CPU cannot "
                          "train ResNet-50; the reported top-1 (ResNet-50, CIFAR-100) is therefore not compared. "
