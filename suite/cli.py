@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.render_only and args.from_records:
                     with tempfile.TemporaryDirectory() as tmp:  # the store is read, never written
                         merged = Store(Path(tmp) / "store.sqlite")
-                        merged.add_records(store.records(row["key"] for row in store.rows()))
+                        merged.add_records(store.rows())  # its finished rows; the rest are skipped
                         added = merged.add_records(read_records(records_path(args.out, table.name)))
                         md, _ = render(table, opts, rows, stored(rows, merged), merged, args.out, runner.artifacts)
                     print(f"{table.name}: rendered from the store and {added} published records -> {md}")

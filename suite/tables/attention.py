@@ -31,6 +31,16 @@ def resnet50_cifar100_params(mechanism: str | None) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+@lru_cache(maxsize=None)
+def stage_channel_range(model_name: str) -> tuple[int, int]:
+    """Output channels of the first and last residual stage of a registered ResNet."""
+    from baselines import create_model
+    from methods.attention import stage_channels
+
+    stages = create_model(model_name, num_classes=10).stages
+    return stage_channels(stages[0]), stage_channels(stages[-1])
+
+
 @register_table
 class AttentionTable(Table):
     name = "attention"
@@ -79,10 +89,11 @@ class AttentionTable(Table):
             "match the released code's Linear layers and the reported 26.24 M. Channel and spatial gates, their "
             "order and the shared MLP over average- and max-pooled features follow the paper.",
         ]
-        if model.startswith("resnet") and model not in ("resnet18", "resnet34", "resnet50"):
-            notes.append(f"{model} has 16-64 channels per stage, so reduction 16 leaves 1-4 hidden channels in each "
-                         "module (GAM (gc) keeps at least one per group, 4): the mechanisms are far smaller there than "
-                         "on ResNet-50 (256-2048 channels).")
+        if model != "resnet50":
+            low, high = stage_channel_range(model)
+            notes.append(f"{model} has {low}-{high} channels per stage, so reduction 16 leaves {max(1, low // 16)}-"
+                         f"{max(1, high // 16)} hidden channels in each module (GAM (gc) at least 4, one per group): the "
+                         "mechanisms are far smaller there than on ResNet-50 (256-2048 channels).")
         if (model, dataset) != ("resnet50", "cifar100"):
             notes.append(f"Accuracy columns: {model} on {dataset} (profile `{opts.profile}`), because a 2-core CPU cannot "
                          "train ResNet-50; the reported top-1 (ResNet-50, CIFAR-100) is therefore not compared. "
