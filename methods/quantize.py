@@ -40,6 +40,7 @@ class Quantization(Method):
     Params = QuantizeParams
     description = "int8 quantization: dynamic, static (FX, calibrated) or quantization-aware training"
     inference_device = "cpu"
+    inference_precision = "fp32"  # int8 kernels: measured as deployed, never under autocast
 
     def requires(self, spec, params):
         if params.mode not in {"dynamic", "static", "qat"}:
@@ -66,7 +67,9 @@ class Quantization(Method):
                         prepared(x)
                 return convert_fx(prepared)
             prepared = prepare_qat_fx(model.train(), get_default_qat_qconfig_mapping(p.backend), example)
-            ctx.fit(prepared, recipe=finetune_recipe(ctx.recipe, p.qat_fraction, p.qat_lr_scale), stage="qat")
+            # fake quantization is defined on fp32 tensors: QAT trains in fp32 whatever the cell's precision
+            ctx.fit(prepared, recipe=finetune_recipe(ctx.recipe, p.qat_fraction, p.qat_lr_scale), stage="qat",
+                    precision="fp32")
             return convert_fx(prepared.cpu().eval())
 
     def measure(self, ctx, model, metrics):

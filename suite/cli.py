@@ -23,6 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="cpu", help="training budget: smoke | cpu | paper (default cpu)")
     p.add_argument("--seeds", type=int, default=1, help="seeds per cell (default 1)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="numerics of training and evaluation: auto = bf16 autocast + channels_last on CUDA and on CPUs "
+                        "with native bf16, fp32 elsewhere (part of every cell's key)")
     p.add_argument("--data-dir", type=Path, default=None, help="dataset root (default $SUITE_DATA or ~/.cache/suite-data)")
     p.add_argument("--dataset", default=None, help="run the table on this dataset instead (e.g. cifar10 for cifar100)")
     p.add_argument("--out", type=Path, default=None,
@@ -161,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
 
         store = Store(args.store)
         runner = Runner(store, args.artifacts or args.store.parent / "artifacts",
-                        args.data_dir or default_data_dir(), args.device, progress=not args.quiet, force=args.force)
+                        args.data_dir or default_data_dir(), args.device, progress=not args.quiet, force=args.force,
+                        precision=args.precision)
         plans = []
         for table in tables:
             table.check_options(opts)

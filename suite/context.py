@@ -50,6 +50,7 @@ class CellContext:
     artifact_dir: Path
     deps: dict[str, Dependency]
     progress: bool = True
+    precision: str = "fp32"  # the run's resolved numerics (suite/numerics.py), part of the cell key
     heartbeat: Callable[[], None] = lambda: None
     stages: list[dict] = field(default_factory=list)  # one entry per fit call: cost accounting
     extra_metrics: dict[str, Any] = field(default_factory=dict)
@@ -62,8 +63,9 @@ class CellContext:
             params: Iterable[nn.Parameter] | None = None, frozen: nn.Module | None = None,
             recipe: Recipe | None = None, stage: str = "main",
             train: Split | None = None, augment: bool = True,
-            on_epoch_end: Callable[[int, nn.Module], None] | None = None) -> FitResult:
-        """Train through the shared harness; each stage checkpoints (and resumes) on its own."""
+            on_epoch_end: Callable[[int, nn.Module], None] | None = None, precision: str | None = None) -> FitResult:
+        """Train through the shared harness; each stage checkpoints (and resumes) on its own. `precision`
+        overrides the cell's numerics for a stage that cannot run in bf16 (fake-quantized QAT)."""
         recipe = recipe or self.recipe
 
         def epoch_done(epoch: int, m: nn.Module) -> None:
@@ -75,7 +77,7 @@ class CellContext:
                      losses=losses, extra_modules=extra_modules, params=params, frozen=frozen,
                      checkpoint=self.artifact_dir / f"{stage}.ckpt", seed=self.spec.seed,
                      desc=f"{self.spec.model}/{self.spec.method} {stage}", progress=self.progress, augment=augment,
-                     on_epoch_end=epoch_done)
+                     on_epoch_end=epoch_done, precision=precision or self.precision)
         self.stages.append({"stage": stage, "epochs": result.epochs_total, "epochs_run": result.epochs_run,
                             "seconds": result.total_seconds, "images_per_second": result.images_per_second,
                             "final_loss": result.history[-1]["loss"] if result.history else None,

@@ -20,6 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from suite.data import DatasetInfo, Split, iterate_batches
+from suite.numerics import autocast, batch_to_memory_format, to_memory_format
 from suite.profiles import Recipe
 
 # losses(model, x, y) -> (logits, {name: loss}); the harness sums the terms and logs each.
@@ -80,8 +81,9 @@ def fit(model: nn.Module, train: Split, info: DatasetInfo, recipe: Recipe, *, de
         losses: LossFn = cross_entropy_loss, extra_modules: nn.Module | None = None,
         params: Iterable[nn.Parameter] | None = None, frozen: nn.Module | None = None,
         checkpoint: Path | None = None, seed: int = 0, desc: str = "train", progress: bool = True,
-        augment: bool = True, on_epoch_end: Callable[[int, nn.Module], None] | None = None) -> FitResult:
-    """Train `model` (and `extra_modules`) in place by the recipe.
+        augment: bool = True, on_epoch_end: Callable[[int, nn.Module], None] | None = None,
+        precision: str = "fp32") -> FitResult:
+    """Train `model` (and `extra_modules`) in place by the recipe, in `precision` (see suite/numerics.py).
 
     `params` restricts what the optimizer updates (default: every trainable parameter of the model and
     the extra modules). `frozen` (a part of the model or of the extra modules) is never updated: its
@@ -90,9 +92,8 @@ def fit(model: nn.Module, train: Split, info: DatasetInfo, recipe: Recipe, *, de
     from it; a checkpoint of a finished run makes this call a no-op.
     """
     device = torch.device(device)
-    modules = nn.ModuleList([model] + ([extra_modules] if extra_modules is not None else [])).to(device)
-    if device.type == "cuda":
-        modules.to(memory_format=torch.channels_last)
+    modules = to_memory_format(nn.ModuleList([model] + ([extra_modules] if extra_modules is not None else [])).to(device),
+                               precision)
     params = list(params) if params is not None else list(modules.parameters())
     if frozen is not None:
         fixed = {id(p) for p in frozen.parameters()}
@@ -112,7 +113,6 @@ def fit(model: nn.Module, train: Split, info: DatasetInfo, recipe: Recipe, *, de
         start_epoch, history = state["epoch"], state["history"]
 
     data = train.to(device)
-    use_amp = device.type == "cuda"
     t0, seen = time.perf_counter(), 0
     prior_seconds = history[-1]["seconds"] if history else 0.0  # training time before a resume
     bar = tqdm(range(start_epoch, recipe.epochs), desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
@@ -124,9 +124,8 @@ def fit(model: nn.Module, train: Split, info: DatasetInfo, recipe: Recipe, *, de
         correct = torch.zeros((), device=device, dtype=torch.long)
         n_epoch = 0
         for x, y in iterate_batches(data, info, recipe.batch_size, shuffle=True, augment=augment, generator=generator):
-            if device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            x = batch_to_memory_format(x, precision)
+            with autocast(device, precision):
                 logits, terms = losses(model, x, y)
                 loss = sum(terms.values())
             opt.zero_grad(set_to_none=True)
@@ -151,16 +150,17 @@ def fit(model: nn.Module, train: Split, info: DatasetInfo, recipe: Recipe, *, de
             save_atomic({"modules": modules.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                          "generator": generator.get_state(), "epoch": epoch + 1, "history": history}, checkpoint)
     bar.close()
-    if device.type == "cuda":
-        modules.to(memory_format=torch.contiguous_format)
+    to_memory_format(modules, "fp32")  # hand the model back in the default layout
     return FitResult(recipe.epochs - start_epoch, recipe.epochs, time.perf_counter() - t0,
                      history[-1]["seconds"] if history else 0.0, seen, history)
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, split: Split, info: DatasetInfo, *, device: torch.device | str = "cpu",
-             batch_size: int = 1000, transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, float]:
-    """Top-1, top-5 (when there are more than 5 classes) and mean cross-entropy on a split.
+             batch_size: int = 1000, transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+             precision: str = "fp32") -> dict[str, float]:
+    """Top-1, top-5 (when there are more than 5 classes) and mean cross-entropy on a split, computed in
+    `precision` (the cell's, so a model is evaluated as it was trained).
 
     `transform` perturbs the normalized inputs (robustness evaluation)."""
     device = torch.device(device)
@@ -171,7 +171,8 @@ def evaluate(model: nn.Module, split: Split, info: DatasetInfo, *, device: torch
     for x, y in iterate_batches(data, info, batch_size, shuffle=False, augment=False):
         if transform is not None:
             x = transform(x)
-        logits = model(x).float()
+        with autocast(device, precision):
+            logits = model(batch_to_memory_format(x, precision)).float()
         loss += F.cross_entropy(logits, y, reduction="sum").item()
         top1 += (logits.argmax(1) == y).sum().item()
         if logits.shape[1] > 5:

@@ -123,14 +123,18 @@ def device_description(device: torch.device) -> str:
 @torch.no_grad()
 def measure_model(model: nn.Module, input_shape: tuple[int, int, int], device: torch.device | str = "cpu", *,
                   latency_runs: int = 100, warmup: int = 10, throughput_batch: int = 256,
-                  throughput_seconds: float = 2.0, artifact: Path | None = None) -> dict:
-    """All cost figures of `model` for one input of shape C x H x W."""
+                  throughput_seconds: float = 2.0, artifact: Path | None = None, precision: str = "fp32") -> dict:
+    """All cost figures of `model` for one input of shape C x H x W; latency and throughput are timed in
+    `precision` (bf16: autocast + channels_last inputs), the way the cell evaluates it."""
+    from suite.numerics import autocast, batch_to_memory_format
+
     device = torch.device(device)
     model = model.eval().to(device)
     out: dict = count_parameters(model)
     out["size_bytes"] = saved_size_bytes(model, artifact)
-    one = torch.randn(1, *input_shape, device=device)
-    out["flops"] = count_flops(model, one)
+    out["flops"] = count_flops(model, torch.randn(1, *input_shape, device=device))
+    one = batch_to_memory_format(torch.randn(1, *input_shape, device=device), precision)
+    model = _under(model, device, precision, autocast)
     times = time_calls(lambda: model(one), device, latency_runs, warmup)
     out.update(latency_stats(times))
     meter = EnergyMeter(device)
@@ -144,7 +148,7 @@ def measure_model(model: nn.Module, input_shape: tuple[int, int, int], device: t
         out["energy_mj"] = None
         out["energy_meter"] = meter.missing_reason
     # Throughput: as many large batches as fit in the time budget (at least two, after one warm-up).
-    batch = torch.randn(throughput_batch, *input_shape, device=device)
+    batch = batch_to_memory_format(torch.randn(throughput_batch, *input_shape, device=device), precision)
     model(batch)
     _sync(device)
     t0, n_done = time.perf_counter(), 0
@@ -155,4 +159,13 @@ def measure_model(model: nn.Module, input_shape: tuple[int, int, int], device: t
     out["throughput_img_s"] = n_done * throughput_batch / (time.perf_counter() - t0)
     out["threads"] = torch.get_num_threads()
     out["device_name"] = device_description(device)
+    out["measured_precision"] = precision
     return out
+
+
+def _under(model: nn.Module, device: torch.device, precision: str, autocast) -> Callable[[torch.Tensor], torch.Tensor]:
+    """`model` as a function that runs under the precision's autocast."""
+    def call(x: torch.Tensor) -> torch.Tensor:
+        with autocast(device, precision):
+            return model(x)
+    return call

@@ -48,6 +48,7 @@ class Method:
     Params: ClassVar[type] = NoParams
     description: ClassVar[str] = ""
     inference_device: ClassVar[str | None] = None  # e.g. "cpu" for int8 models that only run there
+    inference_precision: ClassVar[str | None] = None  # e.g. "fp32" for int8 models; None = the cell's precision
     classifies: ClassVar[bool] = True  # False: an intermediate stage; run() may return None
 
     def requires(self, spec: "CellSpec", params: Any) -> dict[str, "CellSpec"]:

@@ -26,6 +26,7 @@ from suite.context import MODEL_FILE, CellContext, Dependency
 from suite.data import DATASETS, DataBundle, DataError, load_dataset, stratified_subset
 from suite.harness import save_atomic
 from suite.measure import measure_model
+from suite.numerics import describe, resolve_precision
 from suite.plugins import Method, get_method
 from suite.profiles import PROFILES, Recipe, dataset_family
 from suite.spec import CellSpec, stable_hash
@@ -65,6 +66,7 @@ class WorkerConfig:
     device: str
     force: bool
     threads: int
+    precision: str = "fp32"
 
 
 class Executor(Protocol):
@@ -79,7 +81,7 @@ def execute_spec(spec: CellSpec, config: WorkerConfig) -> tuple[dict[str, Any], 
     """Worker entry point: resolve `spec` as the driver did and execute it (the driver writes the store)."""
     torch.set_num_threads(config.threads)
     runner = Runner(Store(config.store), Path(config.artifacts), Path(config.data_dir) if config.data_dir else None,
-                    config.device, progress=False, force=config.force, log=lambda *_: None)
+                    config.device, progress=False, force=config.force, log=lambda *_: None, precision=config.precision)
     return runner.execute(runner.resolve(spec))
 
 
@@ -107,14 +109,14 @@ def git_commit() -> str:
 CODE_COMMIT = git_commit()
 
 
-def environment(device: torch.device) -> dict[str, Any]:
+def environment(device: torch.device, precision: str = "fp32") -> dict[str, Any]:
     import timm
 
     from suite.measure import device_description
 
     return {"torch": torch.__version__, "timm": timm.__version__, "python": platform.python_version(),
             "platform": platform.platform(), "device": device_description(device), "commit": CODE_COMMIT,
-            "numerics": "bf16 autocast + channels_last" if device.type == "cuda" else "fp32"}
+            "numerics": describe(precision)}
 
 
 def seed_everything(seed: int) -> None:
@@ -125,9 +127,10 @@ def seed_everything(seed: int) -> None:
 
 class Runner:
     def __init__(self, store: Store, artifacts: Path, data_dir: Path | None = None, device: str = "auto",
-                 progress: bool = True, force: bool = False, log=print) -> None:
+                 progress: bool = True, force: bool = False, log=print, precision: str = "fp32") -> None:
         self.store, self.artifacts, self.data_dir = store, Path(artifacts), data_dir
         self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
         self.progress, self.force, self.log = progress, force, log
         self._cells: dict[CellSpec, Cell] = {}
         self._forced: set[str] = set()  # with --force, each cell is redone once per run, not on every visit
@@ -156,6 +159,8 @@ class Runner:
         payload = {"spec": spec.as_dict(), "method_version": method.version, "params": dataclasses.asdict(params),
                    "recipe": recipe.as_dict(), "data": data.fingerprint if data else f"missing:{spec.dataset}",
                    "deps": {role: d.key for role, d in deps.items()}}
+        if self.precision != "fp32":  # fp32 cells keep the keys they had before precision was a choice
+            payload["precision"] = self.precision
         cell = Cell(spec, stable_hash(payload), method, params, recipe, deps, data, error)
         self._cells[spec] = cell
         return cell
@@ -254,7 +259,7 @@ class Runner:
 
     def worker_config(self) -> "WorkerConfig":
         return WorkerConfig(str(self.store.path), str(self.artifacts), str(self.data_dir) if self.data_dir else None,
-                            self.device.type, self.force, torch.get_num_threads())
+                            self.device.type, self.force, torch.get_num_threads(), self.precision)
 
     def _evaluate_and_measure(self, cell: Cell, ctx: CellContext, model: torch.nn.Module) -> dict[str, Any]:
         """Clean and perturbed test accuracy, whole-test-set inference time, and the cost figures."""
@@ -262,17 +267,19 @@ class Runner:
         from suite.perturb import PERTURBATIONS, perturbation
 
         device = torch.device(cell.method.inference_device) if cell.method.inference_device else self.device
+        precision = cell.method.inference_precision or self.precision
         batch = cell.recipe.eval_batch_size
         t0 = time.perf_counter()
-        metrics: dict[str, Any] = evaluate(model, ctx.test, ctx.info, device=device, batch_size=batch)
+        metrics: dict[str, Any] = evaluate(model, ctx.test, ctx.info, device=device, batch_size=batch, precision=precision)
         metrics["test_set_seconds"] = time.perf_counter() - t0
         metrics["test_set_batch"] = batch
         metrics["robust_top1"] = {name: evaluate(model, ctx.test, ctx.info, device=device, batch_size=batch,
-                                                 transform=perturbation(name, ctx.info))["top1"]
+                                                 transform=perturbation(name, ctx.info), precision=precision)["top1"]
                                   for name in PERTURBATIONS}
         info = ctx.info
         metrics.update(measure_model(model, (info.in_chans, info.image_size, info.image_size), device,
-                                     throughput_seconds=PROFILES.get(cell.spec.profile).throughput_seconds))
+                                     throughput_seconds=PROFILES.get(cell.spec.profile).throughput_seconds,
+                                     precision=precision))
         metrics["size_format"] = "torch.save(state_dict)"
         metrics.update(cell.method.measure(ctx, model, metrics))
         return metrics
@@ -285,7 +292,7 @@ class Runner:
         return CellContext(cell.spec, cell.key, cell.params, cell.recipe, cell.data,
                            stratified_subset(cell.data.train, cell.recipe.train_subset),
                            stratified_subset(cell.data.test, cell.recipe.test_subset),
-                           self.device, self.artifacts / cell.key, deps, self.progress,
+                           self.device, self.artifacts / cell.key, deps, self.progress, self.precision,
                            lambda: self.store.heartbeat(cell.key))
 
     def remeasure(self, cell: Cell) -> str | None:
@@ -303,7 +310,7 @@ class Runner:
         except Exception as exc:  # e.g. a channel-pruned model cannot be rebuilt from its spec
             return f"its saved model cannot be reloaded ({type(exc).__name__})"
         fresh = self._evaluate_and_measure(cell, ctx, model)
-        env = environment(self.device)
+        env = environment(self.device, self.precision)
         metrics = {**row["metrics"], **fresh,
                    "remeasured": {"commit": env["commit"], "device": env["device"], "threads": torch.get_num_threads(),
                                   "date": time.strftime("%Y-%m-%d %H:%M:%S")}}
@@ -336,7 +343,7 @@ class Runner:
             "deps": {role: d.key for role, d in cell.deps.items()}, **ctx.extra_metrics})
         for ckpt in artifact_dir.glob("*.ckpt"):  # the final model is kept; per-epoch state is no longer needed
             ckpt.unlink()
-        env = environment(self.device)
+        env = environment(self.device, self.precision)
         env["argv"] = " ".join(sys.argv)
         env["threads"] = torch.get_num_threads()
         return metrics, env
