@@ -40,6 +40,10 @@ class AttentionParams:
     mechanism: str = "se"  # se | cbam | bam | gam | gam_gc
     reduction: int = 16
 
+    def __post_init__(self) -> None:
+        if self.mechanism not in MECHANISMS:
+            raise ValueError(f"attention: unknown mechanism {self.mechanism!r}; valid: {', '.join(MECHANISMS)}")
+
 
 @register_method
 class Attention(Method):
@@ -48,16 +52,10 @@ class Attention(Method):
     Params = AttentionParams
     description = "SE / CBAM / BAM / GAM / GAM(gc) inserted into a ResNet, trained like the baseline"
 
-    def requires(self, spec, params):
-        if params.mechanism not in MECHANISMS:
-            raise ValueError(f"attention: unknown mechanism {params.mechanism!r}; valid: {', '.join(MECHANISMS)}")
-        return {}
-
-    def build_model(self, spec, info):
-        params = self.make_params(spec.params_dict)
+    def build_model(self, spec, info, params):
         return attention_model(spec.model, params.mechanism, info.num_classes, info.in_chans, params.reduction)
 
     def run(self, ctx):
-        model = self.build_model(ctx.spec, ctx.info)
+        model = self.build_model(ctx.spec, ctx.info, ctx.params)
         ctx.fit(model)
         return model

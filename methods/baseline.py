@@ -29,9 +29,6 @@ class Baseline(Method):
         return recipe.epochs * params.epochs_scale
 
     def run(self, ctx: CellContext) -> nn.Module:
-        model = self.build_model(ctx.spec, ctx.info)
-        recipe = ctx.recipe
-        if ctx.params.epochs_scale != 1.0:
-            recipe = recipe.with_(epochs=max(1, round(recipe.epochs * ctx.params.epochs_scale)))
-        ctx.fit(model, recipe=recipe)
+        model = self.build_model(ctx.spec, ctx.info, ctx.params)
+        ctx.fit(model, recipe=ctx.recipe.scaled(ctx.params.epochs_scale))
         return model

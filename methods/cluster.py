@@ -44,6 +44,10 @@ class ClusterParams:
     bits: int = 4  # 2^bits shared values per layer
     finetune_fraction: float = 0.5
 
+    def __post_init__(self) -> None:
+        if not 1 <= self.bits <= 8:
+            raise ValueError(f"cluster: bits must be 1..8, got {self.bits}")
+
 
 def cluster_model(model: nn.Module, bits: int) -> list[nn.Module]:
     layers = []
@@ -73,8 +77,6 @@ class WeightClustering(Method):
     description = "k-means weight sharing (2^bits values per layer) with centroid fine-tuning"
 
     def requires(self, spec, params):
-        if not 1 <= params.bits <= 8:
-            raise ValueError(f"cluster: bits must be 1..8, got {params.bits}")
         return baseline_dependency(spec)
 
     def run(self, ctx):

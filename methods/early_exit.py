@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +22,9 @@ from torch import nn
 
 from suite.context import CellContext
 from suite.data import DatasetInfo, iterate_batches
-from suite.measure import latency_stats
+from suite.measure import latency_stats, time_calls
+from suite.modes import eval_mode
+from suite.numerics import in_precision
 from suite.plugins import Method, register_method
 from suite.representatives import logits_entropy
 from suite.spec import CellSpec
@@ -40,10 +41,8 @@ class EarlyExitNet(nn.Module):
                  branch_width: int = 32, threshold: float = 0.0) -> None:
         super().__init__()
         self.base, self.exits_after, self.threshold = base, tuple(exits_after), threshold
-        with torch.no_grad():
-            was = base.training
-            shapes = [s.shape[1:] for s in base.eval().forward_stages(torch.zeros(1, *image))]
-            base.train(was)
+        with torch.no_grad(), eval_mode(base):
+            shapes = [s.shape[1:] for s in base.forward_stages(torch.zeros(1, *image))]
         self.branches = nn.ModuleList([branch(shapes[i][0], base.num_classes, branch_width) for i in self.exits_after])
         self.register_buffer("exit_counts", torch.zeros(len(self.exits_after) + 1, dtype=torch.long), persistent=False)
 
@@ -111,9 +110,8 @@ def exits_of(params: BranchyNetParams, num_stages: int) -> tuple[int, ...]:
 
 
 class _EarlyExitBase(Method):
-    def build_model(self, spec: CellSpec, info: DatasetInfo) -> EarlyExitNet:
-        params = self.make_params(spec.params_dict)
-        base = super().build_model(spec, info)
+    def build_model(self, spec: CellSpec, info: DatasetInfo, params: BranchyNetParams) -> EarlyExitNet:
+        base = super().build_model(spec, info, params)
         return EarlyExitNet(base, exits_of(params, base.num_stages), (info.in_chans, info.image_size, info.image_size),
                             params.branch_width, getattr(params, "threshold", 0.0))
 
@@ -122,21 +120,14 @@ class _EarlyExitBase(Method):
         """Exit fractions over the test set, and batch-1 latency over real test images (the input decides the exit)."""
         device = next(model.parameters()).device
         model.eval()
+        run = in_precision(model, device, ctx.precision)
         model.exit_counts.zero_()
         for x, _ in iterate_batches(ctx.test.to(device), ctx.info, 1000, shuffle=False, augment=False):
-            model(x)
+            run(x)
         counts = model.exit_counts.tolist()
         images = [x for x, _ in iterate_batches(ctx.test.subset(torch.arange(min(200, len(ctx.test)))).to(device),
                                                 ctx.info, 1, shuffle=False, augment=False)]
-        for x in images[:10]:
-            model(x)
-        times = []
-        for x in images:
-            t0 = time.perf_counter()
-            model(x)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            times.append((time.perf_counter() - t0) * 1000)
+        times = time_calls(run, images)
         return {**latency_stats(times), "latency_mean_ms": statistics.fmean(times),
                 "latency_input": f"{len(times)} test images, one at a time",
                 "exit_fractions": [c / max(1, sum(counts)) for c in counts], "threshold": model.threshold}
@@ -170,8 +161,7 @@ class BranchyNet(_EarlyExitBase):
             outs = m.forward_exits(x)
             return outs[-1], {f"exit{i}": w * F.cross_entropy(o, y) for i, (w, o) in enumerate(zip(weights, outs))}
 
-        epochs = 0 if ctx.recipe.epochs == 0 else max(1, round(ctx.recipe.epochs * p.joint_epochs_scale))
-        ctx.fit(model, losses=joint_loss, recipe=ctx.recipe.with_(epochs=epochs), stage="joint")
+        ctx.fit(model, losses=joint_loss, recipe=ctx.recipe.scaled(p.joint_epochs_scale), stage="joint")
         return model
 
 

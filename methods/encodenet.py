@@ -33,7 +33,6 @@ from suite.context import CellContext
 from suite.data import DatasetInfo, Normalizer, Split
 from suite.plots import image_grid, plot_elbow
 from suite.plugins import Method, register_method
-from suite.profiles import Recipe
 from suite.representatives import (CLUSTERINGS, Targets, baseline_features, choose_targets, pixel_features,
                                    resolve_features, softmax_entropy, vgg16_features)
 from suite.spec import CellSpec
@@ -97,11 +96,6 @@ def stage_params(params: TargetsParams, fields: tuple[str, ...]) -> dict[str, An
     """The non-default values among `fields`: equal stages get equal specs, so they are trained once."""
     defaults = EncodeNetParams()
     return {f: getattr(params, f) for f in fields if getattr(params, f) != getattr(defaults, f)}
-
-
-def scaled(recipe: Recipe, scale: float, **changes: Any) -> Recipe:
-    epochs = 0 if recipe.epochs == 0 else max(1, round(recipe.epochs * scale))
-    return recipe.with_(epochs=epochs, **changes)
 
 
 def split_point(params: AutoencoderParams) -> int | None:
@@ -201,8 +195,8 @@ class EncodeNetAutoencoder(EncodeNetStage):
     def estimated_epochs(self, recipe, params) -> float:
         return 1.3 * recipe.epochs * params.ae_epochs_scale  # the decoder adds about a third
 
-    def build_model(self, spec: CellSpec, info: DatasetInfo) -> ConvertingAutoencoder:
-        return self.autoencoder(super().build_model(spec, info), self.make_params(spec.params_dict), info)
+    def build_model(self, spec: CellSpec, info: DatasetInfo, params: AutoencoderParams) -> ConvertingAutoencoder:
+        return self.autoencoder(super().build_model(spec, info, params), params, info)
 
     @staticmethod
     def autoencoder(model: nn.Module, params: AutoencoderParams, info: DatasetInfo) -> ConvertingAutoencoder:
@@ -216,7 +210,7 @@ class EncodeNetAutoencoder(EncodeNetStage):
         if p.encoder_init == "baseline":
             ae = self.autoencoder(ctx.deps["baseline"].load_model(ctx.device), p, ctx.info)
         else:
-            ae = self.build_model(ctx.spec, ctx.info)
+            ae = self.build_model(ctx.spec, ctx.info, p)
         ae = ae.to(ctx.device)
         norm = Normalizer(ctx.info, ctx.device)
         if p.target == "input":
@@ -231,7 +225,7 @@ class EncodeNetAutoencoder(EncodeNetStage):
         def reconstruction(model: nn.Module, x: torch.Tensor, index: torch.Tensor):
             return None, {"mse": F.mse_loss(model(x).float(), target_of(x, index))}
 
-        recipe = scaled(ctx.recipe, p.ae_epochs_scale, optimizer="adam", lr=p.ae_lr, weight_decay=0.0, schedule="cosine")
+        recipe = ctx.recipe.scaled(p.ae_epochs_scale, optimizer="adam", lr=p.ae_lr, weight_decay=0.0, schedule="cosine")
         result = ctx.fit(ae, losses=reconstruction, recipe=recipe, stage="autoencoder", train=train)
         probe = train.subset(torch.arange(min(2000, len(train))))
         mse = self.reconstruction_error(ae, probe, ctx, target_of)
@@ -290,7 +284,7 @@ class EncodeNet(EncodeNetStage):
     def run(self, ctx: CellContext) -> nn.Module:
         p: EncodeNetParams = ctx.params
         model = ctx.deps["baseline"].load_model(ctx.device) if p.head_init == "baseline" else \
-            self.build_model(ctx.spec, ctx.info).to(ctx.device)
+            self.build_model(ctx.spec, ctx.info, p).to(ctx.device)
         encoder, classifier = model.split(split_point(p))
         encoder.load_state_dict(ctx.deps["autoencoder"].load_model(ctx.device).encoder.state_dict())
         for q in encoder.parameters():
@@ -303,8 +297,8 @@ class EncodeNet(EncodeNetStage):
             return logits, {"ce": F.cross_entropy(logits, y)}
 
         ctx.fit(model, losses=head_loss, params=classifier.parameters(), frozen=encoder,
-                recipe=scaled(ctx.recipe, p.head_epochs_scale, lr=ctx.recipe.lr * p.head_lr_scale), stage="head")
-        expected = sum(q.numel() for q in self.build_model(ctx.spec, ctx.info).parameters())
+                recipe=ctx.recipe.scaled(p.head_epochs_scale, lr=ctx.recipe.lr * p.head_lr_scale), stage="head")
+        expected = sum(q.numel() for q in self.build_model(ctx.spec, ctx.info, p).parameters())
         if sum(q.numel() for q in model.parameters()) != expected:
             raise RuntimeError("EncodeNet model's parameter count differs from the baseline's")
         ae = ctx.deps["autoencoder"].metrics

@@ -36,7 +36,6 @@ def make_regressor(student_shape: torch.Size, teacher_shape: torch.Size) -> nn.M
 class FitNetParams(TeacherParams):
     hint_stage: int = -1  # index into the stages; -1 = the middle one (num_stages // 2)
     hint_weight: float = 100.0
-    ce_weight: float = 1.0
 
 
 def hint_index(params: FitNetParams, num_stages: int) -> int:
@@ -58,5 +57,4 @@ class FitNet(Distiller):
     def loss_terms(self, params: FitNetParams, s: Features, t: Features, y, extra):
         guided = extra(s.stages[hint_index(params, len(s.stages))])
         hint = t.stages[hint_index(params, len(t.stages))]
-        return {"ce": params.ce_weight * F.cross_entropy(s.logits, y),
-                "hint": params.hint_weight * F.mse_loss(guided, hint)}
+        return {"hint": params.hint_weight * F.mse_loss(guided, hint)}

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from suite.distill import Distiller, Features, TeacherParams, stage_shapes
+from suite.modes import eval_mode
 from suite.plugins import register_method
 
 
@@ -62,7 +63,6 @@ class FTParams(TeacherParams):
     rate: float = 0.5
     p: int = 1
     beta: float = 200.0
-    ce_weight: float = 1.0
     paraphraser_epochs_fraction: float = 0.125
 
 
@@ -71,12 +71,10 @@ def paraphraser_error(para: Paraphraser, teacher: nn.Module, split, ctx) -> floa
     """Mean squared reconstruction error of the teacher's last feature map on a fixed probe set."""
     from suite.data import iterate_batches
 
-    was_training = para.training
-    para.eval()
-    errors = [F.mse_loss(para(f), f).item() for f in
-              (teacher.forward_features(x) for x, _ in iterate_batches(split.to(ctx.device), ctx.info, 256,
-                                                                      shuffle=False, augment=False))]
-    para.train(was_training)
+    with eval_mode(para):
+        errors = [F.mse_loss(para(f), f).item() for f in
+                  (teacher.forward_features(x) for x, _ in iterate_batches(split.to(ctx.device), ctx.info, 256,
+                                                                          shuffle=False, augment=False))]
     return sum(errors) / len(errors)
 
 
@@ -108,10 +106,10 @@ class FT(Distiller):
                 features = teacher.forward_features(x)
             return None, {"reconstruction": F.mse_loss(model(features), features)}
 
-        epochs = max(1, round(ctx.recipe.epochs * ctx.params.paraphraser_epochs_fraction))
         probe = ctx.train.subset(torch.arange(min(512, len(ctx.train))))
         before = paraphraser_error(para, teacher, probe, ctx)
-        ctx.fit(para, losses=reconstruction, recipe=ctx.recipe.with_(epochs=epochs), stage="paraphraser")
+        ctx.fit(para, losses=reconstruction, recipe=ctx.recipe.scaled(ctx.params.paraphraser_epochs_fraction),
+                stage="paraphraser")
         ctx.record(paraphraser_mse_before=before, paraphraser_mse_after=paraphraser_error(para, teacher, probe, ctx))
         para.eval()
         for p in para.parameters():
@@ -127,5 +125,4 @@ class FT(Distiller):
         with torch.no_grad():
             teacher_factor = extra.paraphraser.encoder(t.stages[-1])
         student_factor = extra.translator(s.stages[-1])
-        return {"ce": params.ce_weight * F.cross_entropy(s.logits, y),
-                "ft": params.beta * factor_transfer_loss(student_factor, teacher_factor, params.p)}
+        return {"ft": params.beta * factor_transfer_loss(student_factor, teacher_factor, params.p)}

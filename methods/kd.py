@@ -36,5 +36,4 @@ class KD(Distiller):
     description = "Hinton knowledge distillation: softened teacher logits (T^2-scaled KL) + CE"
 
     def loss_terms(self, params: KDParams, s: Features, t: Features, y, extra):
-        return {"ce": params.ce_weight * F.cross_entropy(s.logits, y),
-                "kd": params.kd_weight * kd_loss(s.logits, t.logits, params.temperature)}
+        return {"kd": params.kd_weight * kd_loss(s.logits, t.logits, params.temperature)}

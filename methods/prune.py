@@ -28,6 +28,12 @@ class PruneParams:
     initial_sparsity: float = 0.5  # gradual only
     finetune_fraction: float = 0.5  # fine-tuning epochs as a fraction of the recipe's
 
+    def __post_init__(self) -> None:
+        if self.scope not in {"global", "layer"} or self.schedule not in {"constant", "gradual"}:
+            raise ValueError(f"prune: scope must be global|layer and schedule constant|gradual, got {self}")
+        if not 0 <= self.sparsity < 1:
+            raise ValueError(f"prune: sparsity must be in [0, 1), got {self.sparsity}")
+
 
 def gradual_sparsity(step: int, steps: int, initial: float, final: float) -> float:
     """Zhu & Gupta's cubic schedule over steps 0..steps-1 (initial at 0, final at the last step)."""
@@ -58,10 +64,6 @@ class MagnitudePruning(Method):
     description = "unstructured magnitude pruning (constant or gradual) with fine-tuning"
 
     def requires(self, spec, params):
-        if params.scope not in {"global", "layer"} or params.schedule not in {"constant", "gradual"}:
-            raise ValueError(f"prune: scope must be global|layer and schedule constant|gradual, got {params}")
-        if not 0 <= params.sparsity < 1:
-            raise ValueError(f"prune: sparsity must be in [0, 1), got {params.sparsity}")
         return baseline_dependency(spec)
 
     def run(self, ctx):
@@ -73,7 +75,7 @@ class MagnitudePruning(Method):
             schedule = [p.sparsity] * epochs
         else:
             schedule = [gradual_sparsity(t, epochs, p.initial_sparsity, p.sparsity) for t in range(epochs)]
-        prune_to(model, schedule[0], p.scope)
+        prune_to(model, schedule[0] if schedule else p.sparsity, p.scope)  # no epochs: prune, nothing to tune
 
         def next_step(epoch: int, m: nn.Module) -> None:  # epoch counts from 1; prepare the next epoch
             if epoch < epochs:

@@ -32,6 +32,32 @@ class QuantizeParams:
     qat_fraction: float = 0.3  # QAT fine-tuning epochs as a fraction of the recipe's
     qat_lr_scale: float = 0.1
 
+    def __post_init__(self) -> None:
+        if self.mode not in {"dynamic", "static", "qat"}:
+            raise ValueError(f"quantize: mode must be dynamic|static|qat, got {self.mode!r}")
+
+
+def int8_model(model: nn.Module, p: QuantizeParams, info, prepared_hook=None) -> nn.Module:
+    """`model` converted to int8 by the mode's torch.ao flow. `prepared_hook(prepared)` runs between preparing
+    and converting (calibration, QAT); without it the int8 structure is built with default observers, which
+    is enough to load a saved int8 state dict into."""
+    from torch.ao.quantization import get_default_qat_qconfig_mapping, get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx, prepare_qat_fx
+
+    torch.backends.quantized.engine = p.backend if p.backend in torch.backends.quantized.supported_engines else "fbgemm"
+    example = (torch.zeros(1, info.in_chans, info.image_size, info.image_size),)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao's deprecation notices and observers that saw no data
+        if p.mode == "dynamic":
+            return torch.ao.quantization.quantize_dynamic(model.cpu().eval(), {nn.Linear}, dtype=torch.qint8)
+        if p.mode == "static":
+            prepared = prepare_fx(model.cpu().eval(), get_default_qconfig_mapping(p.backend), example)
+        else:
+            prepared = prepare_qat_fx(model.cpu().train(), get_default_qat_qconfig_mapping(p.backend), example)
+        if prepared_hook is not None:
+            prepared = prepared_hook(prepared)
+        return convert_fx(prepared.cpu().eval())
+
 
 @register_method
 class Quantization(Method):
@@ -43,38 +69,31 @@ class Quantization(Method):
     inference_precision = "fp32"  # int8 kernels: measured as deployed, never under autocast
 
     def requires(self, spec, params):
-        if params.mode not in {"dynamic", "static", "qat"}:
-            raise ValueError(f"quantize: mode must be dynamic|static|qat, got {params.mode!r}")
         return baseline_dependency(spec)
 
     def run(self, ctx):
-        from torch.ao.quantization import get_default_qat_qconfig_mapping, get_default_qconfig_mapping
-        from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx, prepare_qat_fx
-
         p = ctx.params
-        torch.backends.quantized.engine = p.backend if p.backend in torch.backends.quantized.supported_engines else "fbgemm"
-        model = ctx.deps["baseline"].load_model("cpu")
-        example = (torch.zeros(1, ctx.info.in_chans, ctx.info.image_size, ctx.info.image_size),)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch.ao's deprecation notices, once per call
-            if p.mode == "dynamic":
-                return torch.ao.quantization.quantize_dynamic(model.eval(), {nn.Linear}, dtype=torch.qint8)
-            if p.mode == "static":
-                prepared = prepare_fx(model.eval(), get_default_qconfig_mapping(p.backend), example)
-                calibration = ctx.train.subset(torch.arange(min(p.calibration_images, len(ctx.train))))
-                with torch.no_grad():
-                    for x, _ in iterate_batches(calibration, ctx.info, 256, shuffle=False, augment=False):
-                        prepared(x)
-                return convert_fx(prepared)
-            prepared = prepare_qat_fx(model.train(), get_default_qat_qconfig_mapping(p.backend), example)
+
+        def calibrate(prepared: nn.Module) -> nn.Module:
+            calibration = ctx.train.subset(torch.arange(min(p.calibration_images, len(ctx.train))))
+            with torch.no_grad():
+                for x, _ in iterate_batches(calibration, ctx.info, 256, shuffle=False, augment=False):
+                    prepared(x)
+            return prepared
+
+        def train_aware(prepared: nn.Module) -> nn.Module:
             # fake quantization is defined on fp32 tensors: QAT trains in fp32 whatever the cell's precision
             ctx.fit(prepared, recipe=finetune_recipe(ctx.recipe, p.qat_fraction, p.qat_lr_scale), stage="qat",
                     precision="fp32")
-            return convert_fx(prepared.cpu().eval())
+            return prepared
+
+        hook = {"dynamic": None, "static": calibrate, "qat": train_aware}[p.mode]
+        return int8_model(ctx.deps["baseline"].load_model("cpu"), p, ctx.info, hook)
 
     def measure(self, ctx, model, metrics):
         n = quantized_parameter_count(model)
         return {"params": n, "nonzero_params": n, "trainable_params": 0, "size_format": "torch.save(int8 state_dict)"}
 
-    def build_model(self, spec, info):
-        raise NotImplementedError("an int8 model cannot be rebuilt from its spec; load it from its cell")
+    def build_model(self, spec, info, params):
+        """The int8 architecture (weights still to be loaded) of the mode's flow."""
+        return int8_model(super().build_model(spec, info, params), params, info)

@@ -41,7 +41,6 @@ def rkd_angle_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor
 class RKDParams(TeacherParams):
     distance_weight: float = 25.0
     angle_weight: float = 50.0
-    ce_weight: float = 1.0
 
 
 @register_method
@@ -52,6 +51,5 @@ class RKD(Distiller):
     description = "relational KD: distance- and angle-wise structure of penultimate embeddings"
 
     def loss_terms(self, params: RKDParams, s: Features, t: Features, y, extra):
-        return {"ce": params.ce_weight * F.cross_entropy(s.logits, y),
-                "rkd_distance": params.distance_weight * rkd_distance_loss(s.embedding, t.embedding),
+        return {"rkd_distance": params.distance_weight * rkd_distance_loss(s.embedding, t.embedding),
                 "rkd_angle": params.angle_weight * rkd_angle_loss(s.embedding, t.embedding)}

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from suite.compress import baseline_dependency, finetune_recipe
+from suite.compress import baseline_dependency, finetune_recipe, shaped_like
 from suite.plugins import Method, register_method
 
 
@@ -20,6 +20,10 @@ from suite.plugins import Method, register_method
 class StructuredPruneParams:
     ratio: float = 0.4  # fraction of channels removed in every prunable layer
     finetune_fraction: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0 < self.ratio < 1:
+            raise ValueError(f"structured_prune: ratio must be in (0, 1), got {self.ratio}")
 
 
 @register_method
@@ -30,8 +34,6 @@ class StructuredPruning(Method):
     description = "channel pruning with Torch-Pruning (L2 magnitude), then fine-tuning"
 
     def requires(self, spec, params):
-        if not 0 < params.ratio < 1:
-            raise ValueError(f"structured_prune: ratio must be in (0, 1), got {params.ratio}")
         return baseline_dependency(spec)
 
     def run(self, ctx):
@@ -47,5 +49,8 @@ class StructuredPruning(Method):
         ctx.fit(model, recipe=finetune_recipe(ctx.recipe, ctx.params.finetune_fraction), stage="finetune")
         return model
 
-    def build_model(self, spec, info):
-        raise NotImplementedError("a channel-pruned model cannot be rebuilt from its spec; load it from its cell")
+    def restore(self, spec, info, params, state):
+        """The pruned architecture follows from the saved weights' shapes."""
+        model = shaped_like(self.build_model(spec, info, params), state)
+        model.load_state_dict(state)
+        return model

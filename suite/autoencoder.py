@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from suite.modes import eval_mode
+
 
 def derive_decoder(encoded: tuple[int, int, int], image: tuple[int, int, int], min_channels: int = 16,
                    max_channels: int = 256) -> nn.Sequential:
@@ -32,10 +34,8 @@ def derive_decoder(encoded: tuple[int, int, int], image: tuple[int, int, int], m
 
 @torch.no_grad()
 def output_shape(module: nn.Module, image: tuple[int, int, int]) -> tuple[int, int, int]:
-    was_training = module.training
-    module.eval()
-    shape = module(torch.zeros(2, *image)).shape[1:]
-    module.train(was_training)
+    with eval_mode(module):
+        shape = module(torch.zeros(2, *image)).shape[1:]
     return tuple(shape)  # type: ignore[return-value]
 
 

@@ -5,15 +5,23 @@ import argparse
 import os
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from suite.data import DATASETS, DataError, default_data_dir
+from suite.columns import fmt_duration
+from suite.data import DATASETS, DataError, default_data_dir, load_dataset
+from suite.executors import make_executor
+from suite.plan import ResolvedCell
 from suite.plugins import PluginError, discover_methods
 from suite.profiles import PROFILES
+from suite.records import import_records, read_records
 from suite.registry import UnknownNameError
-from suite.tables import TableOptions, discover_tables, get_table, seed_specs
+from suite.report import records_path, render
+from suite.runner import Runner
+from suite.store import Store
+from suite.tables import Table, TableOptions, TableRow, discover_tables, get_table, seed_specs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-records", action="store_true",
                    help="with --render-only: also take finished cells from the records published beside each table "
                         "(<out>/<table>.cells.jsonl), e.g. to re-render a table on a machine without its store")
+    p.add_argument("--import-records", action="append", default=[], type=Path, metavar="PATH",
+                   help="add the finished cells of published records (<table>.cells.jsonl) to the store where the key "
+                        "recomputed by this code and data matches; stale ones are counted, never imported")
     p.add_argument("--remeasure", action="store_true",
                    help="train nothing: evaluate and measure the finished cells again (e.g. latency on a quiet machine)")
     p.add_argument("--only", default=None, metavar="SUBSTR",
@@ -69,12 +80,6 @@ def print_list() -> None:
     print("profiles: " + ", ".join(f"{n} ({PROFILES.get(n).description})" for n in PROFILES.names()))
 
 
-def torch_threads(n: int) -> None:
-    import torch
-
-    torch.set_num_threads(n)
-
-
 def check_writable(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -84,41 +89,137 @@ def check_writable(folder: Path) -> None:
         raise ValueError(f"--out {folder} is not writable ({exc.strerror or exc})") from None
 
 
-def estimate_seconds(cell, device_type: str) -> float:
-    """Rough wall clock from forward FLOPs (calibrated on 2 CPU cores: ResNet20 ~440 img/s, LeNet-5 ~11k img/s)."""
-    from suite.measure import count_flops
+_FLOPS: dict[tuple, float] = {}
+
+
+def estimate_seconds(cell: ResolvedCell, device_type: str) -> float:
+    """Rough wall clock from forward FLOPs (calibrated on 2 CPU cores: ResNet20 ~440 img/s, LeNet-5 ~11k img/s in
+    fp32; bf16 about twice as fast)."""
     import torch
 
-    info = DATASETS.get(cell.spec.dataset)
-    model = cell.method.build_model(cell.spec, info)
-    flops = count_flops(model, torch.randn(1, info.in_chans, info.image_size, info.image_size)) or 1e8
+    from suite.measure import count_flops
+
+    info = cell.info
+    what = (cell.spec.method, cell.spec.model, cell.spec.dataset, cell.spec.params, cell.spec.model_kwargs)
+    if what not in _FLOPS:  # seeds and shared dependencies build the same model: count it once
+        model = cell.method.build_model(cell.spec, info, cell.params)
+        _FLOPS[what] = count_flops(model, torch.randn(1, info.in_chans, info.image_size, info.image_size)) or 1e8
+    flops = _FLOPS[what]
     per_image = 3 * flops / 1e11 + 5e-5
     if device_type == "cuda":
         per_image /= 50
-    n_train = cell.recipe.train_subset or (len(cell.data.train) if cell.data else 50000)
+    elif cell.precision == "bf16":
+        per_image /= 2
+    n_train = cell.recipe.train_subset or (len(load_dataset(cell.spec.dataset, None).train)
+                                           if cell.data_fingerprint else 50000)
     return cell.method.estimated_epochs(cell.recipe, cell.params) * n_train * per_image
 
 
-def dependency_keys(cell) -> set[str]:
-    keys = set()
-    for dep in cell.deps.values():
-        keys |= {dep.key} | dependency_keys(dep)
-    return keys
+@dataclass
+class TablePlan:
+    table: Table
+    rows: list[TableRow]
+    row_cells: list[list[ResolvedCell]]  # per row, its resolved cell per seed (what the report reads)
+    cells: list[ResolvedCell]  # what this run trains or re-measures (dependency-ordered, --only applied)
 
 
-def dry_run(runner, cells) -> None:
-    from suite.report import fmt_duration
+def plan_table(runner: Runner, table: Table, opts: TableOptions) -> TablePlan:
+    table.check_options(opts)
+    rows = table.rows(opts)
+    specs_by_row = [seed_specs([row], opts.seeds) for row in rows]
+    return TablePlan(table, rows, runner.planner.rows(specs_by_row), runner.plan([s for ss in specs_by_row for s in ss]))
 
+
+def dry_run(runner: Runner, plan: TablePlan) -> None:
     total = 0.0
-    for cell in cells:
+    print(f"== {plan.table.name}")
+    for cell in plan.cells:
         row = runner.store.get(cell.key)
-        state = "cached" if row and row["status"] == "done" and not runner.force else "to train"
+        state = "cached" if row and row["status"] == "done" and not cell.force else "to train"
         est = 0.0 if state == "cached" else estimate_seconds(cell, runner.device.type)
         total += est
         deps = ", ".join(f"{role}={d.spec.model}" for role, d in cell.deps.items()) or "-"
-        data = "" if cell.data else f"  [{cell.data_error}]"
+        data = "" if cell.data_fingerprint else f"  [{cell.data_error}]"
         print(f"{cell.key[:10]}  {state:8s}  ~{fmt_duration(est):>8s}  {cell.label}  needs: {deps}{data}")
-    print(f"{len(cells)} cells; estimated {fmt_duration(total)} on {runner.device.type} (rough, from FLOPs)")
+    print(f"{len(plan.cells)} cells; estimated {fmt_duration(total)} on {runner.device.type} in {runner.precision} "
+          "(rough, from FLOPs)")
+
+
+def remeasure(runner: Runner, plan: TablePlan, args, opts: TableOptions) -> int:
+    for cell in tqdm(plan.cells, desc=f"{plan.table.name}: remeasure", disable=args.quiet, leave=False):
+        reason = runner.remeasure(cell)
+        if reason and reason != "not a classifier":
+            print(f"not remeasured {cell.label}: {reason}")
+    md, _ = render(plan.table, opts, plan.rows, plan.row_cells, runner.store, args.out, runner.artifacts)
+    print(f"{plan.table.name}: remeasured -> {md}")
+    return 0
+
+
+def render_only(runner: Runner, plan: TablePlan, args, opts: TableOptions) -> int:
+    if not args.from_records:
+        md, _ = render(plan.table, opts, plan.rows, plan.row_cells, runner.store, args.out, runner.artifacts)
+        print(f"{plan.table.name}: rendered from the store -> {md}")
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:  # the store is read, never written
+        merged = Store(Path(tmp) / "store.sqlite")
+        merged.add_records(runner.store.rows())  # its finished rows; the rest are skipped
+        records = read_records(records_path(args.out, plan.table.name))
+        added = merged.add_records(records)
+        md, _ = render(plan.table, opts, plan.rows, plan.row_cells, merged, args.out, runner.artifacts)
+        found = sum(bool(merged.get(c.key)) for cells in plan.row_cells for c in cells)
+    print(f"{plan.table.name}: rendered from the store and {added} published records -> {md}")
+    if records and not found:  # keys hash the data and the precision: say why nothing matched
+        numerics = sorted({(r.get("env") or {}).get("numerics", "?") for r in records})
+        print(f"{plan.table.name}: no published record matches this run's cells (they were made with numerics "
+              f"{', '.join(numerics)}, this run plans {runner.precision}, data {args.data_dir or default_data_dir()}): "
+              "check --precision, --data-dir and --profile")
+    return 0
+
+
+def train(runner: Runner, plan: TablePlan, args, opts: TableOptions, executor) -> int:
+    summary = runner.run(plan.cells, executor)
+    md, csv = render(plan.table, opts, plan.rows, plan.row_cells, runner.store, args.out, runner.artifacts)
+    print(f"{plan.table.name}: trained {len(summary.done)}, cached {len(summary.skipped)}, "
+          f"failed {len(summary.failed)} -> {md} (+ {csv.name})")
+    return len(summary.failed)
+
+
+def table_options(args) -> tuple[list[Table], TableOptions]:
+    """The tables asked for and their options, every argument checked before anything is planned."""
+    if not args.table:
+        raise ValueError("nothing to do: give --table NAME (or --list)")
+    PROFILES.get(args.profile)
+    if args.dataset:
+        DATASETS.get(args.dataset)
+    names = discover_tables().names() if args.table == "all" else [t.strip() for t in args.table.split(",") if t.strip()]
+    tables = [get_table(n) for n in names]
+    extra = {}
+    for item in args.opt:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--opt takes KEY=VALUE, got {item!r}")
+        extra[key.strip()] = value.strip()
+    if args.slo_ms is not None:
+        if args.slo_ms <= 0:
+            raise ValueError(f"--slo-ms must be positive, got {args.slo_ms}")
+        extra["slo_ms"] = str(args.slo_ms)
+    if args.jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.from_records and not args.render_only:
+        raise ValueError("--from-records only renders: use it with --render-only")
+    return tables, TableOptions(profile=args.profile, seeds=args.seeds, dataset=args.dataset, extra=extra)
+
+
+def make_runner(args) -> tuple[Runner, int]:
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
+    if args.threads or args.jobs > 1:
+        import torch
+
+        torch.set_num_threads(threads)
+    runner = Runner(Store(args.store), args.artifacts or args.store.parent / "artifacts", args.data_dir or default_data_dir(),
+                    args.device, progress=not args.quiet, force=args.force, precision=args.precision,
+                    epochs=args.epochs, only=args.only, threads=threads if (args.threads or args.jobs > 1) else None)
+    return runner, threads
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,105 +228,29 @@ def main(argv: list[str] | None = None) -> int:
         if args.list:
             print_list()
             return 0
-        if not args.table:
-            raise ValueError("nothing to do: give --table NAME (or --list)")
-        PROFILES.get(args.profile)
-        if args.dataset:
-            DATASETS.get(args.dataset)
-        names = discover_tables().names() if args.table == "all" else [t.strip() for t in args.table.split(",") if t.strip()]
-        tables = [get_table(n) for n in names]
-        extra = {}
-        for item in args.opt:
-            key, sep, value = item.partition("=")
-            if not sep or not key:
-                raise ValueError(f"--opt takes KEY=VALUE, got {item!r}")
-            extra[key.strip()] = value.strip()
-        if args.slo_ms is not None:
-            if args.slo_ms <= 0:
-                raise ValueError(f"--slo-ms must be positive, got {args.slo_ms}")
-            extra["slo_ms"] = str(args.slo_ms)
-        opts = TableOptions(profile=args.profile, seeds=args.seeds, dataset=args.dataset, extra=extra)
+        if args.import_records:
+            store = Store(args.store)
+            for path in args.import_records:
+                report = import_records(store, read_records(path), args.data_dir or default_data_dir())
+                print(report.line(path))
+            if not args.table:
+                return 0
+        tables, opts = table_options(args)
         args.out = args.out or Path("results") / args.profile
         if not args.dry_run:
             check_writable(args.out)
-        if args.epochs is not None and args.epochs < 0:
-            raise ValueError(f"--epochs must be >= 0, got {args.epochs}")
-        if args.jobs < 1:
-            raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
-        if args.from_records and not args.render_only:
-            raise ValueError("--from-records only renders: use it with --render-only")
-        threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
-        if args.threads or args.jobs > 1:
-            torch_threads(threads)
-
-        from suite.report import read_records, records_path, render
-        from suite.runner import Runner
-        from suite.store import Store
-
-        store = Store(args.store)
-        runner = Runner(store, args.artifacts or args.store.parent / "artifacts",
-                        args.data_dir or default_data_dir(), args.device, progress=not args.quiet, force=args.force,
-                        precision=args.precision)
-        plans = []
-        for table in tables:
-            table.check_options(opts)
-            rows = table.rows(opts)
-            if args.epochs is not None:
-                for row in rows:
-                    if row.spec is not None:
-                        row.spec = row.spec.with_(recipe_overrides={**row.spec.recipe_overrides_dict, "epochs": args.epochs})
-            cells = runner.plan(seed_specs(rows, opts.seeds))
-            if args.only:
-                wanted = {c.key for c in cells if args.only in c.label}
-                if not wanted:
-                    raise ValueError(f"--only {args.only!r} matches no cell of table {table.name!r}")
-                runner.force_keys = (runner.force_keys or set()) | wanted  # only the matching cells are forced
-                needed = wanted.union(*(dependency_keys(c) for c in cells if c.key in wanted))
-                cells = [c for c in cells if c.key in needed]
-            plans.append((table, rows, cells))
+        runner, threads = make_runner(args)
+        plans = [plan_table(runner, table, opts) for table in tables]
         if args.dry_run:
-            for table, _, cells in plans:
-                print(f"== {table.name}")
-                dry_run(runner, cells)
+            for plan in plans:
+                dry_run(runner, plan)
             return 0
-        from suite.executors import make_executor
-
+        if args.remeasure or args.render_only:
+            mode = remeasure if args.remeasure else render_only
+            return max(mode(runner, plan, args, opts) for plan in plans)
         executor = make_executor(args.executor, args.jobs, args.address, threads)
-        failed = 0
-
-        def stored(rows, source=store):  # each row's store record per seed (None where never run)
-            return [[source.get(runner.resolve(s).key) for s in seed_specs([row], opts.seeds)] for row in rows]
-
-        try:
-            for table, rows, cells in plans:  # each table is rendered as soon as its cells are done
-                if args.remeasure:
-                    for cell in tqdm(cells, desc=f"{table.name}: remeasure", disable=args.quiet, leave=False):
-                        reason = runner.remeasure(cell)
-                        if reason and reason not in ("not a classifier",):
-                            print(f"not remeasured {cell.label}: {reason}")
-                    results = stored(rows)
-                    md, _ = render(table, opts, rows, results, store, args.out, runner.artifacts)
-                    print(f"{table.name}: remeasured -> {md}")
-                    continue
-                if args.render_only and args.from_records:
-                    with tempfile.TemporaryDirectory() as tmp:  # the store is read, never written
-                        merged = Store(Path(tmp) / "store.sqlite")
-                        merged.add_records(store.rows())  # its finished rows; the rest are skipped
-                        added = merged.add_records(read_records(records_path(args.out, table.name)))
-                        md, _ = render(table, opts, rows, stored(rows, merged), merged, args.out, runner.artifacts)
-                    print(f"{table.name}: rendered from the store and {added} published records -> {md}")
-                    continue
-                if args.render_only:
-                    results = stored(rows)
-                    md, _ = render(table, opts, rows, results, store, args.out, runner.artifacts)
-                    print(f"{table.name}: rendered from the store -> {md}")
-                    continue
-                summary = runner.run(cells, executor)
-                failed += len(summary.failed)
-                results = stored(rows)
-                md, csv = render(table, opts, rows, results, store, args.out, runner.artifacts)
-                print(f"{table.name}: trained {len(summary.done)}, cached {len(summary.skipped)}, "
-                      f"failed {len(summary.failed)} -> {md} (+ {csv.name})")
+        try:  # each table is rendered as soon as its cells are done
+            failed = sum(train(runner, plan, args, opts, executor) for plan in plans)
         finally:
             if executor is not None:
                 executor.shutdown()

@@ -17,8 +17,34 @@ def baseline_dependency(spec: CellSpec) -> dict[str, CellSpec]:
 
 
 def finetune_recipe(recipe: Recipe, fraction: float, lr_scale: float = 1.0) -> Recipe:
-    """The recipe for a fine-tuning stage: `fraction` of its epochs (at least one), lr scaled."""
-    return recipe.with_(epochs=max(1, round(recipe.epochs * fraction)), lr=recipe.lr * lr_scale)
+    """The recipe for a fine-tuning stage: `fraction` of its epochs (Recipe.scaled), lr scaled."""
+    return recipe.scaled(fraction, lr=recipe.lr * lr_scale)
+
+
+def shaped_like(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
+    """`model` with every conv, linear and BatchNorm layer resized to the tensors of `state` (a channel-pruned
+    model's state dict), so `load_state_dict(state)` fits: a pruned model is rebuilt from its weights alone."""
+    for name, m in model.named_modules():
+        weight = state.get(f"{name}.weight" if name else "weight")
+        if weight is None:
+            continue
+        if isinstance(m, nn.Conv2d):
+            depthwise = m.groups > 1 and m.groups == m.in_channels == m.out_channels
+            m.out_channels = weight.shape[0]
+            m.in_channels = weight.shape[0] if depthwise else weight.shape[1] * m.groups
+            m.groups = weight.shape[0] if depthwise else m.groups
+        elif isinstance(m, nn.Linear):
+            m.out_features, m.in_features = weight.shape
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.num_features = weight.shape[0]
+        else:
+            continue
+        for key, param in list(m.named_parameters(recurse=False)) + list(m.named_buffers(recurse=False)):
+            stored = state.get(f"{name}.{key}" if name else key)
+            if stored is not None and stored.shape != param.shape:
+                new = torch.empty_like(stored, device=param.device, dtype=param.dtype)
+                setattr(m, key, nn.Parameter(new, requires_grad=param.requires_grad) if isinstance(param, nn.Parameter) else new)
+    return model
 
 
 def compressible_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:

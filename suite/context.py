@@ -26,15 +26,14 @@ class Dependency:
     spec: CellSpec
     key: str
     method: "Method"
+    params: Any  # its resolved Params
     info: DatasetInfo
     artifact_dir: Path
     metrics: dict[str, Any]
 
     def load_model(self, device: torch.device | str = "cpu") -> nn.Module:
-        model = self.method.build_model(self.spec, self.info)
         state = torch.load(self.artifact_dir / MODEL_FILE, map_location=device, weights_only=True)
-        model.load_state_dict(state)
-        return model.to(device)
+        return self.method.restore(self.spec, self.info, self.params, state).to(device)
 
 
 @dataclass

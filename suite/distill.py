@@ -12,10 +12,13 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from suite.context import CellContext
+from suite.modes import eval_mode
 from suite.plugins import Method
+from suite.profiles import teacher_protocol
 from suite.spec import CellSpec
 
 
@@ -29,6 +32,7 @@ class Features(NamedTuple):
 class TeacherParams:
     teacher: str = "resnet110"  # teacher model name; its cell is the `baseline` method on it
     teacher_checkpoint: str = ""  # or a state dict file of that model, used instead of training one
+    ce_weight: float = 1.0  # weight of the students' cross-entropy on the labels (added by Distiller.run)
 
 
 class Distiller(Method):
@@ -37,7 +41,11 @@ class Distiller(Method):
     def requires(self, spec: CellSpec, params: Any) -> dict[str, CellSpec]:
         if params.teacher_checkpoint:
             return {}
-        return {"teacher": spec.with_(method="baseline", model=params.teacher, params={})}
+        teacher = spec.with_(method="baseline", model=params.teacher, params={})
+        protocol = teacher_protocol(spec.protocol)
+        if protocol != spec.protocol:  # trained once by its own recipe, shared by every student and seed
+            teacher = teacher.with_(protocol=protocol, seed=0)
+        return {"teacher": teacher}
 
     def load_teacher(self, ctx: CellContext) -> nn.Module:
         if ctx.params.teacher_checkpoint:
@@ -66,11 +74,12 @@ class Distiller(Method):
 
     def loss_terms(self, params: Any, s: Features, t: Features, y: torch.Tensor,
                    extra: nn.Module | None) -> dict[str, torch.Tensor]:
+        """The distillation terms, weighted; the cross-entropy on the labels is added by `run`."""
         raise NotImplementedError
 
     # --- shared ----------------------------------------------------------------------------------
     def run(self, ctx: CellContext) -> nn.Module:
-        student = self.build_model(ctx.spec, ctx.info).to(ctx.device)
+        student = self.build_model(ctx.spec, ctx.info, ctx.params).to(ctx.device)
         teacher = self.load_teacher(ctx)
         extra = self.extra_modules(ctx, student, teacher)
         if extra is not None:
@@ -82,7 +91,8 @@ class Distiller(Method):
             with torch.no_grad():
                 t = Features(*teacher.forward_with_features(x))
             s = Features(*model.forward_with_features(x))
-            return s.logits, self.loss_terms(params, s, t, y, extra)
+            return s.logits, {"ce": params.ce_weight * F.cross_entropy(s.logits, y),
+                              **self.loss_terms(params, s, t, y, extra)}
 
         ctx.fit(student, losses=losses, extra_modules=extra, params=self.trainable(student, extra),
                 frozen=self.frozen(extra))
@@ -102,9 +112,6 @@ class Distiller(Method):
 @torch.no_grad()
 def stage_shapes(model: nn.Module, info, device: torch.device | str = "cpu") -> list[torch.Size]:
     """Shapes of every stage output for one input of the dataset's size."""
-    was_training = model.training
-    model.eval()
     x = torch.zeros(2, info.in_chans, info.image_size, info.image_size, device=device)
-    shapes = [s.shape[1:] for s in model.forward_stages(x)]
-    model.train(was_training)
-    return shapes
+    with eval_mode(model):
+        return [s.shape[1:] for s in model.forward_stages(x)]

@@ -10,8 +10,8 @@ from concurrent.futures import Future, ProcessPoolExecutor
 
 import torch
 
-from suite.runner import WorkerConfig, execute_spec
-from suite.spec import CellSpec
+from suite.execute import ExecConfig, execute_cell
+from suite.plan import ResolvedCell
 from suite.workers import pin_worker_gpu
 
 
@@ -26,8 +26,8 @@ class LocalPoolExecutor:
         self.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=pin_worker_gpu,
                                         initargs=(ctx.Value("i", 0), n_gpus if n_gpus > 1 else 0))
 
-    def submit(self, spec: CellSpec, config: WorkerConfig) -> Future:
-        return self.pool.submit(execute_spec, spec, config)
+    def submit(self, cell: ResolvedCell, config: ExecConfig, dep_metrics: dict) -> Future:
+        return self.pool.submit(execute_cell, cell, config, dep_metrics)
 
     def shutdown(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -51,10 +51,10 @@ class RayExecutor:
                 ray.init(num_cpus=jobs * threads, include_dashboard=False, log_to_driver=False)
         self.threads = threads
 
-    def submit(self, spec: CellSpec, config: WorkerConfig) -> Future:
+    def submit(self, cell: ResolvedCell, config: ExecConfig, dep_metrics: dict) -> Future:
         gpus = 1 if config.device == "cuda" else 0
-        task = self.ray.remote(num_cpus=self.threads, num_gpus=gpus, max_retries=0)(execute_spec)
-        return task.remote(spec, config).future()
+        task = self.ray.remote(num_cpus=self.threads, num_gpus=gpus, max_retries=0)(execute_cell)
+        return task.remote(cell, config, dep_metrics).future()
 
     def shutdown(self) -> None:
         if self.started:

@@ -20,7 +20,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from suite.data import DatasetInfo, Split, iterate_batches
-from suite.numerics import autocast, batch_to_memory_format, to_memory_format
+from suite.modes import eval_mode
+from suite.numerics import autocast, batch_to_memory_format, in_precision, to_memory_format
 from suite.profiles import Recipe
 
 # losses(model, x, y) -> (logits, {name: loss}); the harness sums the terms and logs each.
@@ -77,6 +78,29 @@ def save_atomic(obj: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def train_epoch(model: nn.Module, losses: LossFn, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler, device: torch.device,
+                precision: str) -> tuple[float, int, int, list[str]]:
+    """One pass over `batches`: (mean loss, correct predictions, images, names of the loss terms)."""
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    n, terms = 0, {}
+    for x, y in batches:
+        x = batch_to_memory_format(x, precision)
+        with autocast(device, precision):
+            logits, terms = losses(model, x, y)
+            loss = sum(terms.values())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        loss_sum += loss.detach() * len(y)
+        if logits is not None:
+            correct += (logits.detach().argmax(1) == y).sum()
+        n += len(y)
+    return (loss_sum / max(n, 1)).item(), int(correct.item()), n, list(terms)  # one sync per epoch, not per step
+
+
 def fit(model: nn.Module, train: Split, info: DatasetInfo, recipe: Recipe, *, device: torch.device | str = "cpu",
         losses: LossFn = cross_entropy_loss, extra_modules: nn.Module | None = None,
         params: Iterable[nn.Parameter] | None = None, frozen: nn.Module | None = None,
@@ -120,28 +144,13 @@ def fit(model: nn.Module, train: Split, info: DatasetInfo, recipe: Recipe, *, de
         modules.train()
         if frozen is not None:
             frozen.eval()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        n_epoch = 0
-        for x, y in iterate_batches(data, info, recipe.batch_size, shuffle=True, augment=augment, generator=generator):
-            x = batch_to_memory_format(x, precision)
-            with autocast(device, precision):
-                logits, terms = losses(model, x, y)
-                loss = sum(terms.values())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_sum += loss.detach() * len(y)
-            if logits is not None:
-                correct += (logits.detach().argmax(1) == y).sum()
-            n_epoch += len(y)
-        mean_loss = (loss_sum / max(n_epoch, 1)).item()  # one sync per epoch, not per step
+        batches = iterate_batches(data, info, recipe.batch_size, shuffle=True, augment=augment, generator=generator)
+        mean_loss, correct, n_epoch, terms = train_epoch(model, losses, batches, opt, sched, device, precision)
         if not math.isfinite(mean_loss):
             raise TrainingDiverged(f"loss became {mean_loss} in epoch {epoch + 1} ({', '.join(terms)})")
         seen += n_epoch
         elapsed = time.perf_counter() - t0
-        history.append({"epoch": epoch + 1, "loss": mean_loss, "train_acc": correct.item() / max(n_epoch, 1),
+        history.append({"epoch": epoch + 1, "loss": mean_loss, "train_acc": correct / max(n_epoch, 1),
                         "seconds": prior_seconds + elapsed})
         bar.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{history[-1]['train_acc']:.3f}", img_s=f"{seen / elapsed:.0f}")
         if on_epoch_end is not None:
@@ -164,20 +173,18 @@ def evaluate(model: nn.Module, split: Split, info: DatasetInfo, *, device: torch
 
     `transform` perturbs the normalized inputs (robustness evaluation)."""
     device = torch.device(device)
-    was_training = model.training
-    model.eval().to(device)
     data = split.to(device)
     loss, top1, top5 = 0.0, 0, 0
-    for x, y in iterate_batches(data, info, batch_size, shuffle=False, augment=False):
-        if transform is not None:
-            x = transform(x)
-        with autocast(device, precision):
-            logits = model(batch_to_memory_format(x, precision)).float()
-        loss += F.cross_entropy(logits, y, reduction="sum").item()
-        top1 += (logits.argmax(1) == y).sum().item()
-        if logits.shape[1] > 5:
-            top5 += (logits.topk(5, dim=1).indices == y[:, None]).any(1).sum().item()
-    model.train(was_training)
+    run = in_precision(model.to(device), device, precision)
+    with eval_mode(model):
+        for x, y in iterate_batches(data, info, batch_size, shuffle=False, augment=False):
+            if transform is not None:
+                x = transform(x)
+            logits = run(x).float()
+            loss += F.cross_entropy(logits, y, reduction="sum").item()
+            top1 += (logits.argmax(1) == y).sum().item()
+            if logits.shape[1] > 5:
+                top5 += (logits.topk(5, dim=1).indices == y[:, None]).any(1).sum().item()
     n = len(split)
     out = {"top1": 100.0 * top1 / n, "loss": loss / n}
     if info.num_classes > 5:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import io
 import platform
 import statistics
-import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
+
+from suite.modes import eval_mode
 
 RAPL = Path("/sys/class/powercap/intel-rapl:0/energy_uj")
 
@@ -42,35 +43,45 @@ def count_flops(model: nn.Module, example: torch.Tensor) -> int | None:
     """Forward FLOPs for one input (torch.utils.flop_counter counts a multiply-add as 2 FLOPs)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        with eval_mode(model), torch.no_grad(), FlopCounterMode(display=False) as counter:
             model(example)
         return int(counter.get_total_flops())
     except Exception:  # quantized or exotic ops the counter does not know
         return None
-    finally:
-        model.train(was_training)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def _timer_class():
+    """torch.utils.benchmark.Timer, imported on first use (its import logs a CUDA_HOME warning on CPU machines)."""
+    import logging
+
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    from torch.utils.benchmark import Timer
+
+    return Timer
 
 
-def time_calls(fn: Callable[[], object], device: torch.device, runs: int, warmup: int) -> list[float]:
-    """Wall-clock milliseconds of `runs` calls after `warmup` untimed ones."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append((time.perf_counter() - t0) * 1000)
-    return times
+def time_calls(fn: Callable[[Any], object], inputs: list[Any], warmup: int = 10) -> list[float]:
+    """Milliseconds of one call `fn(x)` per input, after `warmup` untimed calls on the first input.
+
+    Timed by torch.utils.benchmark (it synchronises CUDA around every measurement, runs at torch's current
+    thread count and adds two untimed calls before each), one measurement per input, so the median and
+    p90 describe single calls.
+    """
+    threads = torch.get_num_threads()
+
+    def timer(x: Any):
+        return _timer_class()("fn(x)", globals={"fn": fn, "x": x}, num_threads=threads)
+
+    if warmup:
+        timer(inputs[0]).timeit(warmup)
+    return [timer(x).timeit(1).median * 1000 for x in inputs]
+
+
+def throughput(fn: Callable[[Any], object], batch: torch.Tensor, seconds: float) -> float:
+    """Images per second of `fn(batch)`: torch.utils.benchmark's blocked autorange over `seconds`."""
+    timer = _timer_class()("fn(x)", globals={"fn": fn, "x": batch}, num_threads=torch.get_num_threads())
+    return len(batch) / timer.blocked_autorange(min_run_time=seconds).median
 
 
 def latency_stats(times_ms: list[float]) -> dict[str, float]:
@@ -126,7 +137,7 @@ def measure_model(model: nn.Module, input_shape: tuple[int, int, int], device: t
                   throughput_seconds: float = 2.0, artifact: Path | None = None, precision: str = "fp32") -> dict:
     """All cost figures of `model` for one input of shape C x H x W; latency and throughput are timed in
     `precision` (bf16: autocast + channels_last inputs), the way the cell evaluates it."""
-    from suite.numerics import autocast, batch_to_memory_format
+    from suite.numerics import batch_to_memory_format, in_precision
 
     device = torch.device(device)
     model = model.eval().to(device)
@@ -134,38 +145,23 @@ def measure_model(model: nn.Module, input_shape: tuple[int, int, int], device: t
     out["size_bytes"] = saved_size_bytes(model, artifact)
     out["flops"] = count_flops(model, torch.randn(1, *input_shape, device=device))
     one = batch_to_memory_format(torch.randn(1, *input_shape, device=device), precision)
-    model = _under(model, device, precision, autocast)
-    times = time_calls(lambda: model(one), device, latency_runs, warmup)
-    out.update(latency_stats(times))
+    model = in_precision(model, device, precision)
+    out.update(latency_stats(time_calls(model, [one] * latency_runs, warmup)))
     meter = EnergyMeter(device)
     if meter.available:
         start = meter.read_mj()
         n = max(latency_runs, 100)
-        time_calls(lambda: model(one), device, n, 0)
-        out["energy_mj"] = (meter.read_mj() - start) / n
+        calls = len(time_calls(model, [one] * n, 0)) * 3  # each timed call follows two untimed ones
+        out["energy_mj"] = (meter.read_mj() - start) / calls
         out["energy_meter"] = meter.name
     else:
         out["energy_mj"] = None
         out["energy_meter"] = meter.missing_reason
-    # Throughput: as many large batches as fit in the time budget (at least two, after one warm-up).
     batch = batch_to_memory_format(torch.randn(throughput_batch, *input_shape, device=device), precision)
-    model(batch)
-    _sync(device)
-    t0, n_done = time.perf_counter(), 0
-    while n_done < 2 or time.perf_counter() - t0 < throughput_seconds:
-        model(batch)
-        _sync(device)
-        n_done += 1
-    out["throughput_img_s"] = n_done * throughput_batch / (time.perf_counter() - t0)
+    out["throughput_img_s"] = throughput(model, batch, throughput_seconds)
     out["threads"] = torch.get_num_threads()
     out["device_name"] = device_description(device)
     out["measured_precision"] = precision
+    out["latency_timer"] = "torch.utils.benchmark"
     return out
 
-
-def _under(model: nn.Module, device: torch.device, precision: str, autocast) -> Callable[[torch.Tensor], torch.Tensor]:
-    """`model` as a function that runs under the precision's autocast."""
-    def call(x: torch.Tensor) -> torch.Tensor:
-        with autocast(device, precision):
-            return model(x)
-    return call

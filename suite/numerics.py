@@ -59,3 +59,12 @@ def to_memory_format(module: nn.Module, precision: str) -> nn.Module:
 def batch_to_memory_format(x: torch.Tensor, precision: str) -> torch.Tensor:
     """4-D image batches follow the model's layout; anything else is left as it is."""
     return x.contiguous(memory_format=torch.channels_last) if precision == "bf16" and x.dim() == 4 else x
+
+
+def in_precision(model: nn.Module, device: torch.device, precision: str):
+    """`model` as a function of a batch that runs in `precision` (autocast, channels_last inputs): how the
+    suite evaluates and times a cell's model."""
+    def call(x: torch.Tensor) -> torch.Tensor:
+        with autocast(device, precision):
+            return model(batch_to_memory_format(x, precision))
+    return call

@@ -2,9 +2,12 @@
 
 A method is a small class registered with `@register_method`. It declares
 - `name`: the registry name; `version`: bump it when a change alters results (it is part of the cell key);
-- `Params`: a frozen dataclass of hyperparameters with the defaults of its paper;
+- `Params`: a frozen dataclass of hyperparameters with the defaults of its paper; it validates its own
+  values in `__post_init__` (raise ValueError), so a bad value fails while planning, before anything trains;
 - `requires(spec, params)`: the cells it depends on (a teacher, a trained baseline), by role;
-- `build_model(spec, info)`: the architecture it trains (default: the registered model as is);
+- `build_model(spec, info, params)`: the architecture it trains (default: the registered model as is);
+- `restore(spec, info, params, state)`: its saved model rebuilt from the state dict (default: build_model +
+  load_state_dict), so every finished cell can be re-measured and be a dependency;
 - `run(ctx)`: what makes it different, expressed through `ctx.fit(...)`; returns the final model.
 - `classifies`: False for an intermediate stage (EncodeNet's targets, its autoencoder) whose result is
   an artifact other cells read, not a classifier: the runner then skips test evaluation and measurement.
@@ -54,10 +57,16 @@ class Method:
     def requires(self, spec: "CellSpec", params: Any) -> dict[str, "CellSpec"]:
         return {}
 
-    def build_model(self, spec: "CellSpec", info: "DatasetInfo") -> nn.Module:
+    def build_model(self, spec: "CellSpec", info: "DatasetInfo", params: Any) -> nn.Module:
         from baselines import create_model
 
         return create_model(spec.model, num_classes=info.num_classes, in_chans=info.in_chans, **spec.model_kwargs_dict)
+
+    def restore(self, spec: "CellSpec", info: "DatasetInfo", params: Any, state: dict[str, Any]) -> nn.Module:
+        """The cell's saved model from its state dict (override when the architecture depends on training)."""
+        model = self.build_model(spec, info, params)
+        model.load_state_dict(state)
+        return model
 
     def run(self, ctx: "CellContext") -> nn.Module:
         raise NotImplementedError

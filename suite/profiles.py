@@ -2,7 +2,10 @@
 every cell's hash and every table's header, so a result always says how it was trained.
 
 Protocols name a paper's schedule for the `paper` profile: "default" (EncodeNet Sec. 4.1 baselines),
-"mdistiller" (the KD recipe), "compression" (the compression paper's Adam recipe).
+"mdistiller" (the KD recipe), "compression" (the compression paper's Adam recipe), and
+"mdistiller_teacher": how the teachers of "mdistiller" students are trained (once, seed 0, shared by
+every student, seed and table; under `cpu` on the full training set for longer, so a teacher is a
+teacher: the shrunk student recipe left ResNet56 below ResNet20).
 """
 from __future__ import annotations
 
@@ -36,6 +39,14 @@ class Recipe:
 
     def with_(self, **changes) -> "Recipe":
         return replace(self, **changes)
+
+    def scaled(self, fraction: float, **changes) -> "Recipe":
+        """This recipe for a stage of `fraction` times its epochs (the one rule for every method's stages):
+        at least one epoch when both are positive, none when either is zero (`--epochs 0` trains nothing)."""
+        if fraction < 0:
+            raise ValueError(f"an epoch fraction must not be negative, got {fraction}")
+        epochs = 0 if self.epochs == 0 or fraction == 0 else max(1, round(self.epochs * fraction))
+        return replace(self, epochs=epochs, **changes)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -79,6 +90,8 @@ PROFILES.register("cpu", Profile("cpu", "a 2-core CPU budget: MNIST tables in mi
     # a teacher, a student and four distillers of ResNet56 -> ResNet20 in about 50 minutes.
     ("cifar", "mdistiller"): Recipe(epochs=10, batch_size=64, lr=0.05, weight_decay=5e-4, schedule="multistep",
                                     milestones=(6, 8, 9), train_subset=10000),
+    # Teachers of those students: the full training set, 1.5x their epochs (ResNet56 ~25 min in bf16 on 2 cores).
+    ("cifar", "mdistiller_teacher"): Recipe(epochs=15, batch_size=128, lr=0.1, weight_decay=5e-4),
 }))
 
 PROFILES.register("paper", Profile("paper", "each paper's own schedule (GPU); see suite/profiles.py", {
@@ -88,10 +101,20 @@ PROFILES.register("paper", Profile("paper", "each paper's own schedule (GPU); se
     # mdistiller CIFAR-100 recipe: 240 epochs, batch 64, lr 0.05 x0.1 at 150/180/210, wd 5e-4.
     ("cifar", "mdistiller"): Recipe(epochs=240, batch_size=64, lr=0.05, weight_decay=5e-4, schedule="multistep",
                                     milestones=(150, 180, 210)),
+    ("cifar", "mdistiller_teacher"): Recipe(epochs=240, batch_size=64, lr=0.05, weight_decay=5e-4, schedule="multistep",
+                                            milestones=(150, 180, 210)),  # mdistiller trains its teachers alike
     # Compression paper: Adam lr 1e-3, 10 epochs, batch 256 (TensorFlow 2).
     ("mnist", "compression"): Recipe(epochs=10, batch_size=256, lr=1e-3, optimizer="adam", weight_decay=0.0,
                                      schedule="constant"),
 }))
+
+
+TEACHER_PROTOCOLS = {"mdistiller": "mdistiller_teacher"}  # a student's protocol -> its teacher's
+
+
+def teacher_protocol(protocol: str) -> str:
+    """The protocol a distillation teacher trains by (its students' own where none is declared)."""
+    return TEACHER_PROTOCOLS.get(protocol, protocol)
 
 
 def dataset_family(in_chans: int) -> str:

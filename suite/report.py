@@ -5,30 +5,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import shutil
-import statistics
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from suite.data import DATASETS
+from suite.columns import DEFAULT, RowCells, pivot_wide, summarize
+from suite.numerics import describe
+from suite.plan import ResolvedCell
 from suite.profiles import PROFILES, dataset_family
 from suite.store import Store
 from suite.tables import Table, TableOptions, TableRow
-
-
-def fmt(value: float | None, digits: int = 2) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:,.{digits}f}"
-
-
-def mean_std(values: list[float]) -> tuple[float, float | None]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
-
-
-def fmt_duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def training_cost(store: Store, key: str, seen: set[str] | None = None) -> tuple[int, float]:
@@ -46,88 +34,25 @@ def training_cost(store: Store, key: str, seen: set[str] | None = None) -> tuple
     return epochs, seconds
 
 
-DEFAULT_COLUMNS = ["Params", "Size (MB)", "FLOPs (M)", "Latency b1 ms (p90)", "Throughput (img/s)", "Energy (mJ)",
-                   "Top-1 % (ours)", "n", "Top-1 % (reported)", "Δ vs reported", "Train cost"]
-ROBUST_LABELS = {"gaussian_noise_0.3": "Top-1 % noise σ=0.3", "salt_pepper_10pct": "Top-1 % salt & pepper 10 %"}
+def recipe_lines(row_cells: list[list[ResolvedCell]]) -> list[str]:
+    """The recipes the table's cells actually run (after --epochs and every other override), by kind of data
+    and protocol."""
+    found: dict[str, list[str]] = {}
+    for cell in (c for cells in row_cells for c in cells):
+        group = f"{dataset_family(cell.info.in_chans)}-like ({cell.spec.protocol})"
+        described = cell.recipe.describe()
+        if described not in found.setdefault(group, []):
+            found[group].append(described)
+    return [f"{group}: {' | '.join(recipes)}" for group, recipes in found.items()]
 
 
-def summarize_row(row: TableRow, results: list[dict | None], store: Store) -> dict[str, Any]:
-    """Every column a table may show: cost figures from the first finished seed, accuracies as mean ± std
-    over seeds. Keys starting with "_" hold raw numbers for the CSV and for derived columns."""
-    done = [r for r in results if r and r["status"] == "done"]
-    failed = [r for r in results if r and r["status"] == "failed"]
-    out: dict[str, Any] = dict(row.labels)
-    m = done[0]["metrics"] if done else {}
-    blank = "" if not m else "n/a"
-    out["Params"] = f"{m['params']:,}" if m else ""
-    out["Non-zero params"] = f"{m['nonzero_params']:,}" if m else ""
-    out["Size (MB)"] = fmt(m["size_bytes"] / 1e6, 3) if m else ""
-    out["Size (KB)"] = fmt(m["size_bytes"] / 1e3, 1) if m else ""
-    out["Size format"] = m.get("size_format", "") if m else ""
-    out["FLOPs (M)"] = fmt(m["flops"] / 1e6, 1) if m.get("flops") is not None else blank
-    out["Latency b1 ms (p90)"] = f"{fmt(m['latency_ms'], 3)} ({fmt(m['latency_p90_ms'], 3)})" if m else ""
-    out["Test-set time (s)"] = fmt(m["test_set_seconds"], 3) if m.get("test_set_seconds") is not None else blank
-    out["Throughput (img/s)"] = fmt(m["throughput_img_s"], 0) if m else ""
-    out["Energy (mJ)"] = fmt(m["energy_mj"], 3) if m.get("energy_mj") is not None else blank
-    for key, column in ROBUST_LABELS.items():
-        vals = [r["metrics"].get("robust_top1", {}).get(key) for r in done]
-        vals = [v for v in vals if v is not None]
-        out[column] = f"{statistics.fmean(vals):.2f}" if vals else blank
-    mean = std = None
-    if row.spec is None:
-        out["Top-1 % (ours)"], out["n"] = row.not_run or "pending (plugin not available yet)", 0
-    elif done:
-        mean, std = mean_std([r["metrics"]["top1"] for r in done])
-        out["Top-1 % (ours)"] = f"{mean:.2f} ± {std:.2f}" if std is not None else f"{mean:.2f}"
-        out["n"] = len(done)
-    elif failed:
-        out["Top-1 % (ours)"], out["n"] = f"failed: {failed[0]['error']}", 0
-    else:
-        out["Top-1 % (ours)"], out["n"] = "pending", 0
-    ref = row.reported[0] if row.reported else None
-    out["Top-1 % (reported)"] = "; ".join(f"{r.value:.2f} [{r.source}]" for r in row.reported) or "—"
-    out["Δ vs reported"] = f"{mean - ref.value:+.2f}" if mean is not None and ref else "—"
-    if done:
-        costs = [training_cost(store, r["key"]) for r in done]
-        out["Train cost"] = f"{costs[0][0]} ep, {fmt_duration(statistics.fmean(c[1] for c in costs))}"
-    else:
-        out["Train cost"] = ""
-    out["_top1_mean"], out["_top1_std"] = mean, std
-    out["_reported"] = ref.value if ref else None
-    out["_latency_ms"] = m.get("latency_ms")
-    out["_latency_p90_ms"] = m.get("latency_p90_ms")
-    out["_test_set_seconds"] = m.get("test_set_seconds")
-    out["_size_bytes"] = m.get("size_bytes")
-    out["_params"] = m.get("params")
-    out["_nonzero_params"] = m.get("nonzero_params")
-    out["_keys"] = " ".join(r["key"] for r in results if r)
-    out.update(row.extra)
-    return out
-
-
-PIVOT_VALUES = ["Top-1 % (ours)", "n", "Top-1 % (reported)", "Δ vs reported", "Train cost"]
-
-
-def pivot_wide(frame: pd.DataFrame, row_label: str, column_label: str) -> pd.DataFrame:
-    """One line per `row_label`, and for each `column_label` value a group of result columns."""
-    values = [c for c in PIVOT_VALUES if c in frame.columns]
-    wide = frame.pivot(index=row_label, columns=column_label, values=values)
-    groups = list(dict.fromkeys(frame[column_label]))
-    wide = wide.reindex(index=list(dict.fromkeys(frame[row_label])))
-    wide.columns = [f"{group}: {value}" for value, group in wide.columns]
-    ordered = [f"{g}: {v}" for g in groups for v in values]
-    return wide[ordered].fillna("").reset_index()
-
-
-def header_lines(table: Table, opts: TableOptions, rows: list[TableRow], results: list[list[dict | None]]) -> list[str]:
+def header_lines(table: Table, opts: TableOptions, rows: list[TableRow], results: list[list[dict | None]],
+                 row_cells: list[list[ResolvedCell]]) -> list[str]:
     profile = PROFILES.get(opts.profile)
     rows = [r for r in rows if r.spec is not None]
     datasets = list(dict.fromkeys(r.spec.dataset for r in rows))
-    recipes = []
-    for fam in dict.fromkeys(dataset_family(DATASETS.get(d).in_chans) for d in datasets):
-        protocols = dict.fromkeys(r.spec.protocol for r in rows)
-        for proto in protocols:
-            recipes.append(f"{fam}-like ({proto}): {profile.recipe(fam, proto).describe()}")
+    recipes = recipe_lines(row_cells)
+    precisions = sorted({describe(c.precision) for cells in row_cells for c in cells})
     done = [r for rs in results for r in rs if r and r["status"] == "done"]
     envs = [r["env"] for r in done if r.get("env")]
     data_lines = []
@@ -142,7 +67,11 @@ def header_lines(table: Table, opts: TableOptions, rows: list[TableRow], results
     devices = sorted({e["device"] for e in envs}) or ["not run"]
     versions = sorted({f"torch {e['torch']}, timm {e['timm']}, Python {e['python']}" for e in envs})
     commits = sorted({e["commit"] for e in envs})
-    numerics = sorted({e["numerics"] for e in envs})
+    numerics = sorted({e["numerics"] for e in envs}) or precisions
+    timers = {r["metrics"].get("latency_timer", "a time.perf_counter loop") for r in done}
+    timer = "timed with " + " and ".join(sorted(timers)) if timers else "not measured yet"
+    measured = sorted({describe(r["metrics"]["measured_precision"]) for r in done
+                       if r["metrics"].get("measured_precision")})
     remeasured = sorted({f"{m['date'][:10]} (commit {m['commit']}, {m['device']})"
                          for r in done if (m := r["metrics"].get("remeasured"))})
     lines = [
@@ -153,14 +82,16 @@ def header_lines(table: Table, opts: TableOptions, rows: list[TableRow], results
         f"- Profile: `{opts.profile}` ({profile.description}); recipes: " + "; ".join(recipes),
         f"- Seeds: {opts.seeds} (0..{opts.seeds - 1}); Top-1 is the final-epoch test accuracy, mean ± sample std over seeds "
         "(no checkpoint is selected on the test set)",
-        f"- Device: {', '.join(devices)}; numerics: {', '.join(numerics) or 'n/a'}",
-        f"- Data: " + " | ".join(data_lines),
+        f"- Device: {', '.join(devices)}; numerics: {', '.join(numerics) or 'n/a'}"
+        + (f"; latency and throughput timed in {', '.join(measured)}" if measured else ""),
+        "- Data: " + " | ".join(data_lines),
         f"- Software: {'; '.join(versions) or 'n/a'}; commit {', '.join(commits) or 'n/a'}; rendered {dt.date.today().isoformat()}",
-        "- Latency: batch 1, median (p90) of 100 timed runs after 10 warm-up runs; size: bytes of the saved state dict "
-        "(MB = 10^6 bytes); FLOPs: forward pass of one image (a multiply-add counts 2)",
+        f"- Latency: batch 1, median (p90) of 100 timed runs after 10 warm-up runs ({timer}); size: bytes of the saved "
+        "state dict (MB = 10^6 bytes); FLOPs: forward pass of one image (a multiply-add counts 2)",
         "- Energy: measured only with a readable meter (NVML on GPU, RAPL on CPU); n/a means no meter, never an estimate",
-        "- Reported: figures printed in the papers (source in brackets, from suite/reference/paper_figures.csv), "
-        "not reproduced here",
+        "- Reported: figures printed in the papers and reference codebases (in brackets: source; which epoch and how "
+        "many runs, as far as the source says, `?` where it does not; from suite/reference/paper_figures.csv), not "
+        "reproduced here. A Δ against a best-epoch figure flatters the source: ours is always the last epoch",
     ]
     if remeasured:
         lines.append(f"- Re-measured with `--remeasure` (accuracy, latency, size, throughput of the saved models; training "
@@ -217,29 +148,25 @@ def write_records(path: Path, results: list[list[dict | None]], store: Store) ->
     path.write_text("".join(line + "\n" for line in lines))
 
 
-def read_records(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        raise ValueError(f"no published cell records at {path}: render the table from a store first")
-    try:
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not JSON lines (line {exc.lineno})") from None
-
-
-def render(table: Table, opts: TableOptions, rows: list[TableRow], results: list[list[dict | None]], store: Store,
+def render(table: Table, opts: TableOptions, rows: list[TableRow], row_cells: list[list[ResolvedCell]], store: Store,
            out_dir: Path, artifacts: Path | None = None) -> tuple[Path, Path]:
-    """Write `<out>/<table>.md` and `<out>/<table>.csv` (and copy the cells' figures from `artifacts`)."""
-    lines = [summarize_row(row, rs, store) for row, rs in zip(rows, results)]
+    """Write `<out>/<table>.md` and `<out>/<table>.csv` for the rows' resolved cells (one per seed) as the
+    store holds them now (and copy the cells' figures from `artifacts`)."""
+    results = [[store.get(c.key) for c in cells] for cells in row_cells]
+    lines = [summarize(RowCells(row, rs, lambda key: training_cost(store, key))) for row, rs in zip(rows, results)]
     for row, rs, line in zip(rows, results, lines):
         done = [r for r in rs if r and r["status"] == "done"]
         if done:
             line.update(table.cell_columns(row, done[0]["metrics"], lambda key: stored_metrics(store, key)))
-    frame = table.finalize(pd.DataFrame(lines))
+    frame = pd.DataFrame(lines)
+    for relative in table.relative:
+        frame = relative.apply(frame)
+    frame = table.finalize(frame)
     label_columns = list(dict.fromkeys(k for row in rows for k in row.labels))
-    visible = frame[label_columns + [c for c in (table.columns or DEFAULT_COLUMNS) if c in frame.columns]]
+    visible = frame[label_columns + [c for c in (table.columns or DEFAULT) if c in frame.columns]]
     if table.pivot:
         visible = pivot_wide(visible, *table.pivot)
-    md = header_lines(table, opts, rows, results) + [f"- {line}" for line in table.summary_lines(rows, lines)]
+    md = header_lines(table, opts, rows, results, row_cells) + [f"- {line}" for line in table.summary_lines(rows, lines)]
     md += ["", visible.to_markdown(index=False, disable_numparse=True)]
     notes = table.notes(opts)
     if notes:
@@ -251,7 +178,7 @@ def render(table: Table, opts: TableOptions, rows: list[TableRow], results: list
         md += [f"- [{f.name}]({f.name})" for f in sorted(figures)]
     md_path, csv_path = out_dir / f"{table.name}.md", out_dir / f"{table.name}.csv"
     md_path.write_text("\n".join(md) + "\n")
-    frame.rename(columns=lambda c: c.lstrip("_")).to_csv(csv_path, index=False)
+    frame.drop(columns=["_top1_values"]).rename(columns=lambda c: c.lstrip("_")).to_csv(csv_path, index=False)
     write_records(records_path(out_dir, table.name), results, store)
     from suite.plots import plot_table
 

@@ -33,6 +33,10 @@ RECORD_FIELDS = ("key", "spec", "status", "metrics", "env", "error", "created", 
 STALE_AFTER_S = 600  # a claim not refreshed for this long is taken over even on another host
 
 
+class StoreError(ValueError):
+    """The store path is not a SQLite database of this suite (one line, exit code 2 from the CLI)."""
+
+
 def owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -55,10 +59,14 @@ def _owner_alive(owner: str | None, heartbeat: float | None) -> bool:
 class Store:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(SCHEMA)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as db:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute(SCHEMA)
+                db.execute("SELECT key, spec, status, metrics, env FROM cells LIMIT 1")
+        except (sqlite3.DatabaseError, OSError) as exc:
+            raise StoreError(f"--store {self.path} is not a usable SQLite results store ({exc})") from None
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:

@@ -54,6 +54,37 @@ def test_bad_input_gives_one_line(run_dir, capsys, args, needle):
     assert len(err.splitlines()) == 1 and re.search(needle, err), err
 
 
+def test_a_store_that_is_not_sqlite_gives_one_line(tmp_path, capsys):
+    garbage = tmp_path / "store.sqlite"
+    garbage.write_bytes(b"this is no database" * 100)
+    code = main(["--table", "baselines", "--profile", "smoke", "--dataset", "synthetic_mnist",
+                 "--out", str(tmp_path / "out"), "--store", str(garbage), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and f"--store {garbage} is not a usable SQLite" in err
+
+
+def test_header_states_the_epochs_the_cells_ran(run_dir):
+    assert cli(run_dir, "--table", "baselines", "--profile", "smoke", "--dataset", "synthetic_mnist", "--epochs", "2") == 0
+    header = (run_dir["out"] / "baselines.md").read_text().split("\n|")[0]
+    assert "2 ep, batch 64" in header and "1 ep," not in header
+
+
+def test_epochs_zero_trains_no_epoch_anywhere(run_dir):
+    """Every method family's stages (fine-tuning, QAT, clustering, distillers with a paraphraser, EncodeNet's
+    autoencoder and head, BranchyNet) scale the recipe's epochs by the one rule: zero stays zero."""
+    from suite.store import Store
+
+    assert cli(run_dir, "--table", "compression,edge,encodenet", "--profile", "smoke", "--dataset", "synthetic_mnist",
+               "--epochs", "0") == 0
+    assert cli(run_dir, "--table", "kd", "--profile", "smoke", "--dataset", "synthetic_cifar10",
+               "--epochs", "0", "--opt", "pairs=resnet8:resnet8") == 0
+    rows = Store(run_dir["store"]).rows()
+    assert len(rows) > 30 and all(r["status"] == "done" for r in rows)
+    trained = {r["spec"]["method"]: [s["epochs"] for s in r["metrics"]["stages"]] for r in rows}
+    assert {"prune", "quantize", "cluster", "kd", "ft", "encodenet_ae", "encodenet", "branchynet"} <= set(trained)
+    assert all(e == 0 for stages in trained.values() for e in stages), trained
+
+
 def test_unwritable_out_is_reported(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -72,13 +103,17 @@ def test_missing_data_marks_the_cell_failed_and_still_renders(run_dir, tmp_path,
     assert "failed: " in md and "not found" in md
 
 
-def test_only_with_force_retrains_just_the_matching_cell(run_dir, capsys):
+@pytest.mark.parametrize("jobs", ["1", "2"])  # 2: worker processes must honour the per-cell force flag
+def test_only_with_force_retrains_just_the_matching_cell(run_dir, capsys, jobs):
     import sqlite3
 
-    args = ["--table", "baselines", "--profile", "smoke", "--dataset", "synthetic_mnist", "--seeds", "2"]
+    args = ["--table", "baselines", "--profile", "smoke", "--dataset", "synthetic_mnist", "--seeds", "2", "--jobs", jobs]
     assert cli(run_dir, *args) == 0
     finished = dict(sqlite3.connect(run_dir["store"]).execute("SELECT key, finished FROM cells").fetchall())
     capsys.readouterr()
+    assert cli(run_dir, *args, "--only", "seed1", "--force", "--dry-run") == 0
+    plan = capsys.readouterr().out
+    assert plan.count("to train") == 1 and "to train  " in next(l for l in plan.splitlines() if "seed1" in l)
     assert cli(run_dir, *args, "--only", "seed1", "--force") == 0
     assert "trained 1, cached 0" in capsys.readouterr().out
     again = dict(sqlite3.connect(run_dir["store"]).execute("SELECT key, finished FROM cells").fetchall())
@@ -131,3 +166,55 @@ def test_published_records_re_render_the_table_without_its_store(run_dir, capsys
     assert Store(run_dir["store"]).rows() == []  # the records were read, not imported into the store
     assert cli(run_dir, *args, "--render-only") == 0  # without them the row is pending again
     assert "| pending " in (run_dir["out"] / "baselines.md").read_text()
+
+
+def _tables():
+    from suite.tables import discover_tables
+
+    return discover_tables().names()
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "paper"])
+@pytest.mark.parametrize("table", _tables())
+def test_dry_run_of_every_table_at_every_profile_completes(run_dir, tmp_path, capsys, monkeypatch, table, profile):
+    """Planning and estimating build every cell's model, compressed and int8 ones included (as timm tests its models)."""
+    import suite.data as D
+
+    monkeypatch.setattr(D, "_download", lambda *a: (_ for _ in ()).throw(OSError("offline")))
+    assert cli(run_dir, "--table", table, "--profile", profile, "--dry-run", "--data-dir", str(tmp_path / "none")) == 0
+    out = capsys.readouterr().out
+    assert f"== {table}" in out and "estimated" in out
+
+
+def test_import_records_adds_matching_cells_and_never_stale_or_stored_ones(run_dir, tmp_path, capsys):
+    """A campaign continues on another machine from committed records: matching cells are not retrained."""
+    import json
+
+    from suite.store import Store
+
+    args = ["--table", "baselines", "--profile", "smoke", "--dataset", "synthetic_mnist", "--seeds", "2"]
+    assert cli(run_dir, *args) == 0
+    published = run_dir["out"] / "baselines.cells.jsonl"
+    records = [json.loads(line) for line in published.read_text().splitlines()]
+    assert len(records) == 2
+    stale = {**records[1], "key": "0" * 20}  # e.g. made by other code: its key is not what this code computes
+    moved = tmp_path / "records.jsonl"
+    moved.write_text("".join(json.dumps(r) + "\n" for r in [records[0], stale]))
+
+    other = {"out": run_dir["out"], "store": tmp_path / "other" / "store.sqlite"}  # another machine's empty store
+    kept = Store(other["store"])
+    kept.claim(records[0]["key"], records[0]["spec"])
+    kept.finish(records[0]["key"], {**records[0]["metrics"], "top1": -1.0}, {})  # it holds its own result
+    capsys.readouterr()
+    assert main(["--store", str(other["store"]), "--import-records", str(moved)]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.endswith("imported 0, already in the store 1, stale 1 (key differs (other code, recipe or data)), "
+                         "not finished 0")
+    assert Store(other["store"]).get(records[0]["key"])["metrics"]["top1"] == -1.0  # never overwritten
+    assert Store(other["store"]).get("0" * 20) is None  # never imported
+
+    fresh = tmp_path / "fresh" / "store.sqlite"
+    assert main(["--store", str(fresh), "--import-records", str(published)]) == 0
+    assert "imported 2, already in the store 0, stale 0" in capsys.readouterr().out
+    assert cli({"out": tmp_path / "out2", "store": fresh}, *args) == 0
+    assert "trained 0, cached 2" in capsys.readouterr().out  # the campaign goes on without retraining

@@ -76,3 +76,29 @@ def test_teacher_checkpoint_by_path_replaces_the_teacher_cell(tmp_path, make_run
     torch.save({"nope": torch.zeros(1)}, bad)
     failed = make_runner().run(make_runner().plan([student("kd", teacher_checkpoint=str(bad))])).failed
     assert list(failed.values())[0].startswith("ValueError: teacher checkpoint") 
+
+
+def test_a_teacher_shared_by_two_students_and_two_seeds_is_trained_once(make_runner):
+    runner = make_runner()
+    specs = [CellSpec.make(m, "resnet8", "synthetic_cifar10", "smoke", seed=s, params={"teacher": "resnet8"},
+                           protocol="mdistiller") for m in ("kd", "rkd") for s in (0, 1)]
+    cells = runner.plan(specs)
+    teachers = {c.deps["teacher"].key for c in cells if c.spec.method != "baseline"}
+    assert len(teachers) == 1 and [c.spec.method for c in cells].count("baseline") == 1
+    teacher = next(c for c in cells if c.spec.method == "baseline")
+    assert teacher.spec.seed == 0 and teacher.spec.protocol == "mdistiller_teacher"
+    summary = runner.run(cells)
+    assert summary.failed == {} and len(summary.done) == 5  # one teacher, four students
+
+
+def test_kd_table_warns_when_a_teacher_is_not_better_than_its_student():
+    from suite.tables import TableOptions, get_table
+
+    table = get_table("kd")
+    rows = table.rows(TableOptions(profile="smoke", dataset="synthetic_cifar100"))[:2]  # teacher, student
+    lines = [{"Top-1 % (ours)": "59.32", "n": "1", "_top1_mean": 59.32},
+             {"Top-1 % (ours)": "62.34", "n": "3", "_top1_mean": 62.34}]
+    summary = table.summary_lines(rows, lines)
+    assert any(line.startswith("WARNING: the teacher of ResNet56 → ResNet20 (59.32 %) is not better") for line in summary)
+    lines[0]["_top1_mean"] = 70.0
+    assert not any("WARNING" in line for line in table.summary_lines(rows, lines))

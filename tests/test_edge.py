@@ -6,7 +6,6 @@ from torch import nn
 from baselines import create_model
 from methods.early_exit import EarlyExitNet
 from suite.cli import main
-from suite.context import Dependency
 from suite.measure import measure_model
 from suite.spec import CellSpec
 
@@ -31,7 +30,7 @@ def test_caenet_composite_keeps_its_pretrained_encoder_frozen(make_runner):
     assert runner.run(runner.plan([spec])).failed == {}
     ae = cell.deps["autoencoder"]
     assert ae.deps["targets"].spec.model == "lenet5"  # EncodeNet's targets stage, scored by the reference model
-    load = lambda c: Dependency(c.spec, c.key, c.method, c.data.info, runner.artifacts / c.key, {}).load_model()
+    load = runner.load_model
     autoencoder, composite = load(ae), load(cell)
     before, after = autoencoder.encoder.state_dict(), composite.split()[0].state_dict()
     assert any(k.endswith("running_var") for k in before)

@@ -73,10 +73,9 @@ def test_transfer_keeps_the_encoder_bit_identical_and_the_baselines_parameter_co
     cell = runner.resolve(encodenet_spec())
     assert runner.run(runner.plan([cell.spec])).failed == {}
     ae_cell, base_cell = cell.deps["autoencoder"], cell.deps["baseline"]
-    from suite.context import Dependency
 
     def load(c):
-        return Dependency(c.spec, c.key, c.method, c.data.info, runner.artifacts / c.key, {}).load_model()
+        return runner.load_model(c)
 
     autoencoder, baseline, final = load(ae_cell), load(base_cell), load(cell)
     encoder, classifier = final.split()
@@ -94,11 +93,10 @@ def test_frozen_batchnorm_statistics_do_not_move_during_transfer(make_runner):
     spec = CellSpec.make("encodenet", "resnet8", "synthetic_cifar10", "smoke", recipe_overrides={"epochs": 1})
     cell = runner.resolve(spec)
     assert runner.run(runner.plan([spec])).failed == {}
-    from suite.context import Dependency
 
     ae = cell.deps["autoencoder"]
-    autoencoder = Dependency(ae.spec, ae.key, ae.method, ae.data.info, runner.artifacts / ae.key, {}).load_model()
-    final = Dependency(cell.spec, cell.key, cell.method, cell.data.info, runner.artifacts / cell.key, {}).load_model()
+    autoencoder = runner.load_model(ae)
+    final = runner.load_model(cell)
     before, after = autoencoder.encoder.state_dict(), final.split()[0].state_dict()
     assert any(k.endswith("running_mean") for k in before)
     assert all(torch.equal(before[k], after[k]) for k in before)

@@ -59,15 +59,67 @@ def test_report_renders_seeds_reported_failures_and_pending(tmp_path):
     class T(Table):
         name, title, description = "t", "Test table", "rows A, B, C"
 
-    rows_results = [[store.get("a0"), store.get("a1")], [store.get("b0"), None], [None, None]]
-    md_path, csv_path = render(T(), TableOptions(profile="smoke", seeds=2), rows, rows_results, store, tmp_path / "smoke")
+    from types import SimpleNamespace
+
+    from suite.data import DATASETS
+    from suite.profiles import Recipe
+
+    def cell(key):  # what the report reads of a resolved cell
+        return SimpleNamespace(key=key, spec=spec, recipe=Recipe(epochs=3, batch_size=8, lr=0.1),
+                               info=DATASETS.get("mnist"), precision="fp32")
+
+    row_cells = [[cell("a0"), cell("a1")], [cell("b0"), cell("never")], []]
+    md_path, csv_path = render(T(), TableOptions(profile="smoke", seeds=2), rows, row_cells, store, tmp_path / "smoke")
     md = md_path.read_text()
-    assert "91.00 ± 1.41" in md and "95.00 [encodenet T2]" in md and "-4.00" in md
+    assert "91.00 ± 1.41" in md and "95.00 [encodenet T2; epoch ?, runs ?]" in md and "-4.00" in md
     assert "failed: RuntimeError: boom" in md and "pending (plugin not available yet)" in md
     assert "NOT canonical" in md and "Seeds: 2" in md and "test CPU" in md
-    assert "3 ep, 30 s" in md
+    assert "3 ep, 30 s" in md and "mnist-like (default): 3 ep, batch 8, sgd lr 0.1" in md
     assert "top1_mean" in csv_path.read_text().splitlines()[0]
     assert "[Test table (`t`)](smoke/t.md)" in (tmp_path / "README.md").read_text()
     for name in ("params", "latency"):  # plots beside the table, listed in the index
         plot = tmp_path / "smoke" / f"t_accuracy_vs_{name}.png"
         assert plot.stat().st_size > 1000 and plot.name in (tmp_path / "README.md").read_text()
+
+
+def test_rows_with_a_reference_get_the_difference_interval_and_verdict(tmp_path):
+    from types import SimpleNamespace
+
+    from suite import columns as C
+    from suite.data import DATASETS
+    from suite.profiles import Recipe
+    from suite.report import render
+    from suite.spec import CellSpec
+    from suite.store import Store
+    from suite.tables import Table, TableOptions, TableRow
+
+    store = Store(tmp_path / "s.sqlite")
+    spec = CellSpec.make("baseline", "lenet5", "mnist", "smoke")
+    metrics = {"params": 10, "nonzero_params": 10, "size_bytes": 40, "flops": 1.0, "latency_ms": 1.0,
+               "latency_p90_ms": 1.0, "throughput_img_s": 1.0, "energy_mj": None, "epochs_trained": 1,
+               "train_seconds": 1.0, "data_fingerprint": "f", "data_canonical": None, "train_size": 1,
+               "test_size": 1, "deps": {}}
+    seeds = {"ref": [77.0, 77.4, 77.2], "win": [80.1, 80.3, 80.2], "same": [77.6, 76.9, 77.5], "one": [79.0]}
+    for name, values in seeds.items():
+        for i, top1 in enumerate(values):
+            store.claim(f"{name}{i}", spec.as_dict())
+            store.finish(f"{name}{i}", {**metrics, "top1": top1}, {"device": "d", "torch": "t", "timm": "t",
+                                                                   "python": "p", "commit": "c", "numerics": "fp32"})
+    rows = [TableRow({"Setup": name}, spec, role="reference" if name == "ref" else "") for name in seeds]
+
+    def cell(key):
+        return SimpleNamespace(key=key, spec=spec, recipe=Recipe(epochs=1, batch_size=8, lr=0.1),
+                               info=DATASETS.get("mnist"), precision="fp32")
+
+    class T(Table):
+        name, title, description = "v", "Verdicts", "constructed seeds"
+        columns = [C.TOP1, C.N, C.VERDICT_DELTA, C.VERDICT]
+        relative = C.verdict_columns()
+
+    md, _ = render(T(), TableOptions(profile="smoke", seeds=3), rows,
+                   [[cell(f"{n}{i}") for i in range(len(v))] for n, v in seeds.items()], store, tmp_path / "smoke")
+    lines = {line.split("|")[1].strip(): line for line in md.read_text().splitlines() if line.startswith("| ")}
+    assert lines["win"].rstrip(" |").endswith("better") and "+3.00 [" in lines["win"]
+    assert lines["same"].rstrip(" |").endswith("within noise")
+    assert "n = 1: no verdict" in lines["one"] and "+1.80 " in lines["one"]
+    assert "| —" in lines["ref"]  # the reference is not compared with itself

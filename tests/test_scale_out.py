@@ -104,7 +104,7 @@ class Diverging(Method):
     name = "test_diverging"
 
     def run(self, ctx):
-        model = self.build_model(ctx.spec, ctx.info)
+        model = self.build_model(ctx.spec, ctx.info, ctx.params)
 
         def nan_loss(m, x, y):
             logits = m(x)
@@ -133,7 +133,7 @@ def test_nan_loss_fails_its_cell_and_the_table_marks_it(tmp_path, make_runner):
         name, title, description = "nan", "NaN table", "one diverging row"
 
     rows = [TableRow({"Method": "diverging"}, specs[0]), TableRow({"Method": "baseline"}, specs[1])]
-    md, _ = render(T(), TableOptions(profile="smoke"), rows, [[runner.store.get(runner.resolve(s).key)] for s in specs],
+    md, _ = render(T(), TableOptions(profile="smoke"), rows, [[runner.resolve(s)] for s in specs],
                    runner.store, tmp_path / "out" / "smoke")
     assert "failed: TrainingDiverged: loss became nan in epoch 1" in md.read_text()
 

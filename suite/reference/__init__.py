@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 FILE = Path(__file__).with_name("paper_figures.csv")
-PAPERS = {"encodenet": "EncodeNet (arXiv:2404.13770)", "caenet": "CAE-Net", "compression": "Compression (Shah et al.)"}
+PAPERS = {"encodenet": "EncodeNet (arXiv:2404.13770)", "caenet": "CAE-Net", "compression": "Compression (Shah et al.)",
+          "repdistiller": "RepDistiller / CRD (README)", "mdistiller": "mdistiller (README)"}
 
 
 class Reported(NamedTuple):
@@ -15,18 +16,29 @@ class Reported(NamedTuple):
     paper: str
     table: str
     note: str
+    selection: str = ""  # "last" | "best" (the best test-set epoch) | "" = not stated by the source
+    runs: int | None = None  # how many runs the figure summarises; None = not stated
+    statistic: str = ""  # "mean" | "median" | "single" | "" = not stated
 
     @property
     def source(self) -> str:
         return f"{self.paper} {self.table}"
+
+    @property
+    def protocol(self) -> str:
+        """How the source obtained the figure, as far as it says: e.g. "best epoch, runs ?"."""
+        epoch = {"last": "last epoch", "best": "best epoch"}.get(self.selection, "epoch ?")
+        runs = f"{self.statistic or 'summary'} of {self.runs} runs" if self.runs else "runs ?"
+        return f"{epoch}, {runs}"
 
 
 @lru_cache(maxsize=1)
 def load() -> dict[tuple[str, str, str, str], Reported]:
     with open(FILE, newline="") as f:
         rows = csv.DictReader(line for line in f if not line.startswith("#"))
-        return {(r["paper"], r["table"], r["row"], r["column"]): Reported(float(r["value"]), r["paper"], r["table"], r["note"])
-                for r in rows}
+        return {(r["paper"], r["table"], r["row"], r["column"]):
+                Reported(float(r["value"]), r["paper"], r["table"], r["note"], r["selection"],
+                         int(r["runs"]) if r["runs"] else None, r["statistic"]) for r in rows}
 
 
 def reported(paper: str, table: str, row: str, column: str) -> Reported | None:

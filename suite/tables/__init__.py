@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar
 if TYPE_CHECKING:
     import pandas as pd
 
+from suite.columns import Relative
 from suite.reference import Reported
 from suite.registry import Registry
 from suite.spec import CellSpec
@@ -38,6 +39,8 @@ class TableRow:
     reported: list[Reported] = field(default_factory=list)  # reported top-1 figures, first one is compared
     extra: dict[str, str] = field(default_factory=dict)  # further pre-formatted columns (e.g. other reported figures)
     not_run: str = ""  # with spec None: why this row is never run here (e.g. another system, reported figures only)
+    single_seed: bool = False  # run at seed 0 only (a teacher shared by every seed of its students)
+    role: str = ""  # what the row is to the others: "reference" (what relative columns compare with), "teacher", ...
 
 
 class Table:
@@ -48,10 +51,11 @@ class Table:
     pivot: ClassVar[tuple[str, str] | None] = None
     options: ClassVar[frozenset[str]] = frozenset()  # the `--opt KEY=VALUE` keys this table understands
     options_help: ClassVar[str] = ""
-    columns: ClassVar[list[str] | None] = None  # result columns to show, in order (None: suite.report.DEFAULT_COLUMNS)
+    columns: ClassVar[list[str] | None] = None  # result columns to show, in order (None: suite.columns.DEFAULT)
+    relative: ClassVar[list["Relative"]] = []  # columns computed against each group's reference row
 
     def finalize(self, frame: "pd.DataFrame") -> "pd.DataFrame":
-        """Add derived columns (e.g. speed-up against a reference row) to the summarized rows."""
+        """Add derived columns beyond the declared `relative` ones (e.g. whether a latency target is met)."""
         return frame
 
     def rows(self, opts: TableOptions) -> list[TableRow]:
@@ -104,4 +108,5 @@ def get_table(name: str) -> Table:
 
 
 def seed_specs(rows: list[TableRow], seeds: int) -> list[CellSpec]:
-    return [row.spec.with_(seed=s) for row in rows if row.spec is not None for s in range(seeds)]
+    return [row.spec.with_(seed=s) for row in rows if row.spec is not None
+            for s in range(1 if row.single_seed else seeds)]

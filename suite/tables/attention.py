@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from suite import columns as C
 from suite.plugins import METHODS, discover_methods
 from suite.reference import reported
 from suite.spec import CellSpec
@@ -47,8 +48,9 @@ class AttentionTable(Table):
     title = "Attention mechanisms vs EncodeNet (EncodeNet Table 5)"
     description = ("SE, BAM, CBAM, GAM and GAM (gc) inserted into a ResNet and trained by the same recipe as the "
                    "plain ResNet; EncodeNet keeps the plain ResNet's parameter count.")
-    columns = ["ResNet-50/CIFAR-100 params (ours)", "Params (reported)", "Params", "FLOPs (M)", "Latency b1 ms (p90)",
-               "Top-1 % (ours)", "n", "Top-1 % (reported)", "Δ vs reported", "Train cost"]
+    columns = ["ResNet-50/CIFAR-100 params (ours)", "Params (reported)", C.PARAMS, C.FLOPS, C.LATENCY,
+               C.TOP1, C.N, C.VERDICT_DELTA, C.VERDICT, C.REPORTED, C.DELTA_REPORTED, C.TRAIN_COST]
+    relative = C.verdict_columns()  # every mechanism against the plain ResNet
 
     def rows(self, opts: TableOptions) -> list[TableRow]:
         discover_methods()
@@ -56,6 +58,7 @@ class AttentionTable(Table):
         dataset = opts.dataset or dataset
         rows = []
         for mechanism, label, ref_row in ROWS:
+            role = "reference" if mechanism is None else ""
             if mechanism is None:
                 spec = CellSpec.make("baseline", model, dataset, opts.profile)
             elif mechanism == "encodenet":
@@ -69,7 +72,7 @@ class AttentionTable(Table):
                 {"Architecture": label}, spec,
                 [top1] if top1 and same_setting else [],
                 {"ResNet-50/CIFAR-100 params (ours)": f"{resnet50_cifar100_params(mechanism) / 1e6:.2f} M",
-                 "Params (reported)": f"{params.value:.2f} M" if params else "—"}))
+                 "Params (reported)": f"{params.value:.2f} M" if params else "—"}, role=role))
         return rows
 
     def notes(self, opts: TableOptions) -> list[str]:

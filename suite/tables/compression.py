@@ -6,17 +6,13 @@ distil LeNet-5 into a half-width LeNet-5 at each temperature of the paper's swee
 """
 from __future__ import annotations
 
-import pandas as pd
-
+from suite import columns as C
+from suite.columns import Relative
 from suite.reference import reported
 from suite.spec import CellSpec
 from suite.tables import Table, TableOptions, TableRow, register_table
 
 TEMPERATURES = (1, 2, 4, 6, 7, 8, 10, 20)
-
-
-def _ratio(reference: float | None, value: float | None) -> str:
-    return f"{reference / value:.2f}×" if reference and value else "n/a"
 
 
 @register_table
@@ -25,10 +21,13 @@ class CompressionTable(Table):
     title = "Compression techniques on LeNet-5 (compression paper, Tables II-IV)"
     description = ("Pruning, quantization, weight clustering and distillation of one trained LeNet-5, each measured "
                    "the same way: accuracy (clean and perturbed), non-zero parameters, artifact size, latency.")
-    columns = ["Top-1 % (ours)", "n", "Top-1 % (reported)", "Δ vs reported", "Non-zero params", "Size (KB)",
-               "Size format", "Latency b1 ms (p90)", "Speed-up b1", "Test-set time (s)", "Test-set speed-up",
-               "Reported size (as printed)", "Reported test-set time (s)", "Top-1 % noise σ=0.3",
-               "Top-1 % salt & pepper 10 %", "Train cost"]
+    columns = [C.TOP1, C.N, C.VERDICT_DELTA, C.VERDICT, C.REPORTED, C.DELTA_REPORTED, C.NONZERO, C.SIZE_KB,
+               C.SIZE_FORMAT, C.LATENCY,
+               "Speed-up b1", C.TEST_TIME, "Test-set speed-up", "Reported size (as printed)",
+               "Reported test-set time (s)", C.NOISE, C.SALT_PEPPER, C.TRAIN_COST]
+    relative = [Relative("Speed-up b1", "_latency_ms", "ratio", template="{:.2f}×", missing="n/a"),
+                Relative("Test-set speed-up", "_test_set_seconds", "ratio", template="{:.2f}×", missing="n/a")] \
+        + C.verdict_columns(("_student",), ("reference", "student"))  # KD rows against the student alone
 
     def rows(self, opts: TableOptions) -> list[TableRow]:
         dataset = opts.dataset or "mnist"
@@ -36,16 +35,17 @@ class CompressionTable(Table):
         def cell(method: str, model: str = "lenet5", **params) -> CellSpec:
             return CellSpec.make(method, model, dataset, opts.profile, params=params, protocol="compression")
 
-        def row(label: str, spec: CellSpec, ref_row: str | None = None, table: str = "TII") -> TableRow:
+        def row(label: str, spec: CellSpec, ref_row: str | None = None, table: str = "TII", role: str = "",
+                student: bool = False) -> TableRow:
             refs = {c: reported("compression", table, ref_row, c) for c in ("top1", "size", "test_set_seconds")} \
                 if ref_row and dataset == "mnist" else {}
             return TableRow({"Model": label}, spec, [refs["top1"]] if refs.get("top1") else [],
                             {"Reported size (as printed)": f"{refs['size'].value:g}" if refs.get("size") else "—",
                              "Reported test-set time (s)": f"{refs['test_set_seconds'].value:g}"
-                             if refs.get("test_set_seconds") else "—"})
+                             if refs.get("test_set_seconds") else "—", "_student": student}, role=role)
 
         rows = [
-            row("Baseline LeNet-5", cell("baseline"), "baseline"),
+            row("Baseline LeNet-5", cell("baseline"), "baseline", role="reference"),
             row("Pruning, constant 50 % (global)", cell("prune", sparsity=0.5), "constant_50"),
             row("Pruning, constant 80 % (global)", cell("prune", sparsity=0.8), "constant_80"),
             row("Pruning, scheduled 50 → 80 %", cell("prune", sparsity=0.8, schedule="gradual", initial_sparsity=0.5),
@@ -55,17 +55,11 @@ class CompressionTable(Table):
             row("PTQ static int8 (FX, calibrated)", cell("quantize", mode="static"), "ptq", "TIII"),
             row("QAT int8", cell("quantize", mode="qat"), "qat", "TIII"),
             row("Weight clustering, 4 bit", cell("cluster", bits=4)),
-            row("Half-width student alone", cell("baseline", "lenet5_half")),
+            row("Half-width student alone", cell("baseline", "lenet5_half"), role="student", student=True),
         ]
-        rows += [row(f"KD → half-width, T = {t}", cell("kd", "lenet5_half", teacher="lenet5", temperature=float(t)))
-                 for t in TEMPERATURES]
+        rows += [row(f"KD → half-width, T = {t}", cell("kd", "lenet5_half", teacher="lenet5", temperature=float(t)),
+                     student=True) for t in TEMPERATURES]
         return rows
-
-    def finalize(self, frame: pd.DataFrame) -> pd.DataFrame:
-        base = frame.iloc[0]
-        frame["Speed-up b1"] = [_ratio(base["_latency_ms"], v) for v in frame["_latency_ms"]]
-        frame["Test-set speed-up"] = [_ratio(base["_test_set_seconds"], v) for v in frame["_test_set_seconds"]]
-        return frame
 
     def notes(self, opts: TableOptions) -> list[str]:
         return [

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from suite import columns as C
+from suite.columns import Relative
 from suite.reference import reported
 from suite.spec import CellSpec
 from suite.tables import Table, TableOptions, TableRow, register_table
@@ -51,9 +53,11 @@ class EdgeTable(Table):
                    "with size, parameters, top-1 and whether the latency target (SLO) is met.")
     options = frozenset({"slo_ms"})
     options_help = "slo_ms=MS (or --slo-ms MS): latency target; default the paper's 20 ms (CIFAR-10) / 10 ms (MNIST)"
-    columns = ["Latency b1 ms (p90)", "Speed-up vs ref", "Speed-up (reported, RPi4)", "Energy (mJ)", "Params",
-               "Params (reported)", "Size (MB)", "Top-1 % (ours)", "n", "Top-1 % (reported)", "Δ vs reported",
-               "Meets SLO", "Exits (fraction)", "Train cost"]
+    columns = [C.LATENCY, "Speed-up vs ref", "Speed-up (reported, RPi4)", C.ENERGY, C.PARAMS, "Params (reported)",
+               C.SIZE_MB, C.TOP1, C.N, C.VERDICT_DELTA, C.VERDICT, C.REPORTED, C.DELTA_REPORTED, "Meets SLO",
+               "Exits (fraction)", C.TRAIN_COST]
+    relative = [Relative("Speed-up vs ref", "_latency_ms", "ratio", group_by=("Dataset",))] \
+        + C.verdict_columns(group_by=("Dataset",))
 
     def __init__(self) -> None:
         self.slo: dict[str, float] = dict(SLO_MS)
@@ -84,7 +88,7 @@ class EdgeTable(Table):
             ref_model, student, caenet, paper_table, prefix = HALVES[half]
             ds_label = label(dataset, DATASET_LABELS)
 
-            def row(text: str, spec: CellSpec | None, ref_row: str | None, not_run: str = "") -> TableRow:
+            def row(text: str, spec: CellSpec | None, ref_row: str | None, not_run: str = "", role: str = "") -> TableRow:
                 get = (lambda col: reported("caenet", paper_table, ref_row, col)) if ref_row else (lambda col: None)
                 top1 = get("top1")
                 speed = get("rpi4_latency_ms")
@@ -93,14 +97,15 @@ class EdgeTable(Table):
                 unit = "K" if half == "mnist" else "M"
                 return TableRow({"Dataset": ds_label, "Model": text}, spec, [top1] if top1 else [],
                                 {"Speed-up (reported, RPi4)": f"{base.value / speed.value:.2f}" if speed and base else "—",
-                                 "Params (reported)": f"{params.value:g} {unit}" if params else "—"}, not_run)
+                                 "Params (reported)": f"{params.value:g} {unit}" if params else "—",
+                                 "_slo_ms": self.slo[half]}, not_run, role)
 
             def cell(method: str, model: str, params: dict | None = None) -> CellSpec:
                 return CellSpec.make(method, model, dataset, opts.profile, params=params, protocol=PROTOCOL[half])
 
             ref_name = label(ref_model, {"lenet5": "LeNet-5", "alexnet": "AlexNet"})
             rows += [
-                row(f"{ref_name} (reference)", cell("baseline", ref_model), prefix),
+                row(f"{ref_name} (reference)", cell("baseline", ref_model), prefix, role="reference"),
                 row(f"{ref_name}-KD ({student}, distilled from {ref_model})", cell("kd", student, {"teacher": ref_model, "temperature": 4.0}),
                     f"{prefix}_kd"),
                 row(f"{ref_name}-WP (weight pruning 40 %)", cell("prune", ref_model, {"sparsity": 0.4}), f"{prefix}_wp"),
@@ -124,19 +129,9 @@ class EdgeTable(Table):
 
     def finalize(self, frame: pd.DataFrame) -> pd.DataFrame:
         frame["Exits (fraction)"] = frame["Exits (fraction)"].fillna("—") if "Exits (fraction)" in frame else "—"
-        speedups, meets = [], []
-        for _, r in frame.iterrows():
-            ref = frame[(frame["Dataset"] == r["Dataset"]) & frame["Model"].str.endswith("(reference)")]["_latency_ms"]
-            ref_ms = ref.iloc[0] if len(ref) else None
-            ok = pd.notna(r["_latency_ms"]) and ref_ms is not None and pd.notna(ref_ms)
-            speedups.append(f"{ref_ms / r['_latency_ms']:.2f}" if ok else "—")
-            slo = self.slo_for(r["Dataset"])
-            meets.append("—" if pd.isna(r["_latency_p90_ms"]) else ("yes" if r["_latency_p90_ms"] <= slo else "no"))
-        frame["Speed-up vs ref"], frame["Meets SLO"] = speedups, meets
+        frame["Meets SLO"] = ["—" if pd.isna(r["_latency_p90_ms"]) else ("yes" if r["_latency_p90_ms"] <= r["_slo_ms"] else "no")
+                              for _, r in frame.iterrows()]
         return frame
-
-    def slo_for(self, dataset_label: str) -> float:
-        return self.slo["cifar10"] if "CIFAR" in dataset_label.upper() else self.slo["mnist"]
 
     def plot(self, frame: pd.DataFrame, opts: TableOptions, out_dir: Path) -> list[Path]:
         """CAE-Net Fig. 1: top-1 against batch-1 latency, one point per model, the SLO drawn; one panel per dataset."""
@@ -155,7 +150,7 @@ class EdgeTable(Table):
             for i, (_, r) in enumerate(part.iterrows()):
                 ax.scatter(r["_latency_ms"], r["_top1_mean"], color=f"C{i % 10}", marker="os^Dv"[(i // 10) % 5],
                            label=r["Model"], zorder=3)
-            slo = self.slo_for(dataset)
+            slo = part["_slo_ms"].iloc[0]
             ax.axvline(slo, color="red", ls="--", label=f"SLO {slo:g} ms")
             ax.set_xscale("log")
             ax.set_xlabel("batch-1 latency, median (ms, log)")

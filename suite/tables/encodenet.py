@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from suite import columns as C
 from suite.reference import reported
 from suite.spec import CellSpec
 from suite.tables import Table, TableOptions, TableRow, register_table
@@ -52,8 +53,9 @@ class EncodeNetTable(Table):
     title = "EncodeNet vs baseline (EncodeNet Table 2)"
     description = ("Baseline, EncodeNet (frozen converting-autoencoder encoder + the baseline's classification layers, "
                    "same parameter count) and the baseline trained for EncodeNet's total epochs.")
-    columns = ["Params", "Top-1 % (ours)", "n", "Δ vs baseline (ours)", "Top-1 % (reported)", "Δ vs reported",
-               "Clusters / class", "Features", "Recon MSE (ours)", "Latency b1 ms (p90)", "Train cost"]
+    columns = [C.PARAMS, C.TOP1, C.N, C.VERDICT_DELTA, C.VERDICT, C.REPORTED, C.DELTA_REPORTED, "Clusters / class",
+               "Features", "Recon MSE (ours)", C.LATENCY, C.TRAIN_COST]
+    relative = C.verdict_columns(group_by=("Dataset", "Model"))  # EncodeNet and equal epochs against the baseline
 
     def rows(self, opts: TableOptions) -> list[TableRow]:
         from methods.encodenet import EncodeNetParams
@@ -66,7 +68,7 @@ class EncodeNetTable(Table):
             ref = (lambda col: [r] if (r := reported("encodenet", "T2", model, f"{dataset}_{col}")) else [])
             rows += [
                 TableRow({**labels, "Setup": "Baseline"}, CellSpec.make("baseline", model, dataset, opts.profile),
-                         ref("baseline")),
+                         ref("baseline"), role="reference"),
                 TableRow({**labels, "Setup": "EncodeNet"},
                          CellSpec.make("encodenet", model, dataset, opts.profile, params=params), ref("encodenet")),
                 TableRow({**labels, "Setup": f"Baseline, equal epochs (×{scale:.2f})"},
@@ -78,15 +80,6 @@ class EncodeNetTable(Table):
         return upstream_columns(metrics, lookup) if row.spec.method == "encodenet" else {}
 
     def finalize(self, frame: pd.DataFrame) -> pd.DataFrame:
-        base = frame[frame["Setup"] == "Baseline"].set_index(["Dataset", "Model"])["_top1_mean"]
-
-        def delta(r) -> str:
-            b = base.get((r["Dataset"], r["Model"]))
-            if r["Setup"] == "Baseline" or b is None or pd.isna(b) or pd.isna(r["_top1_mean"]):
-                return "—"
-            return f"{r['_top1_mean'] - b:+.2f}"
-
-        frame["Δ vs baseline (ours)"] = frame.apply(delta, axis=1)
         for col in ("Clusters / class", "Features", "Recon MSE (ours)"):
             frame[col] = frame[col].fillna("—") if col in frame else "—"
         return frame
@@ -130,8 +123,9 @@ class AblationTable(Table):
     title = "EncodeNet ablation: autoencoder targets and clustering (EncodeNet Tables 3 and 1)"
     description = ("What the converting autoencoder is trained to output, and whether intraclass clustering lowers "
                    "its reconstruction loss; every EncodeNet row shares the same baseline.")
-    columns = ["Top-1 % (ours)", "n", "Top-1 % (reported)", "Δ vs reported", "Clusters / class", "Recon MSE (ours)",
-               "Recon MSE (reported)", "Train cost"]
+    columns = [C.TOP1, C.N, C.VERDICT_DELTA, C.VERDICT, C.REPORTED, C.DELTA_REPORTED, "Clusters / class",
+               "Recon MSE (ours)", "Recon MSE (reported)", C.TRAIN_COST]
+    relative = C.verdict_columns(group_by=("Model",))
     options = frozenset({"model"})
     options_help = "model=NAME: the model of the target ablation (default paper: resnet18; cpu: resnet20)"
 
@@ -155,7 +149,7 @@ class AblationTable(Table):
                 t1 = reported("encodenet", "T1", m, t1_col) if t1_col and dataset == "cifar10" else None
                 rows.append(TableRow({"Model": label(m, MODEL_LABELS), "Setup": text}, spec, [t3] if t3 else [],
                                      {"Recon MSE (reported)": f"{t1.value:g}" + (f" ({t1.note})" if t1.note else "")
-                                      if t1 else "—"}))
+                                      if t1 else "—"}, role="reference" if method == "baseline" else ""))
         return rows
 
     def cell_columns(self, row, metrics, lookup):

@@ -6,7 +6,9 @@ once and shared); the train-cost column counts the teacher too, because a fair r
 """
 from __future__ import annotations
 
+from suite import columns as C
 from suite.plugins import METHODS, discover_methods
+from suite.profiles import teacher_protocol
 from suite.reference import reported
 from suite.spec import CellSpec
 from suite.tables import Table, TableOptions, TableRow, register_table
@@ -14,6 +16,8 @@ from suite.tables.baselines import MODEL_LABELS, label
 
 PAPER_PAIRS = [("resnet110", "resnet32"), ("vgg16", "vgg8")]  # EncodeNet Table 4
 CPU_PAIRS = [("resnet56", "resnet20")]  # an mdistiller pair a 2-core machine can train (ResNet110 runs ~60 img/s)
+# CIFAR-100 figures for the same pair and method, the first one found is the one Δ compares with.
+REPORTED_SOURCES = [("encodenet", "T4"), ("repdistiller", "README"), ("mdistiller", "README")]
 METHOD_ROWS = [("teacher", "Teacher (baseline)"), ("student", "Student baseline"), ("kd", "KD (Hinton)"),
                ("rkd", "RKD"), ("fitnet", "FitNet"), ("ft", "FT (factor transfer)"), ("encodenet", "EncodeNet (no teacher)")]
 
@@ -40,6 +44,8 @@ class KDTable(Table):
     description = ("Students distilled from a teacher by KD, RKD, FitNet and FT, beside the student trained alone "
                    "under the same recipe; EncodeNet uses no teacher.")
     pivot = ("Method", "Pair")
+    columns = C.DEFAULT + [C.VERDICT_DELTA, C.VERDICT]
+    relative = C.verdict_columns(group_by=("Pair",))  # every row against the student trained alone
     options = frozenset({"pairs"})
     options_help = ("pairs=TEACHER:STUDENT[,...] (default paper: resnet110:resnet32,vgg16:vgg8; cpu: resnet56:resnet20; "
                     "mdistiller also publishes resnet32x4:resnet8x4, vgg13:vgg8)")
@@ -58,30 +64,47 @@ class KDTable(Table):
             ref_column = f"{teacher}_{student}"
             for method, row_label in METHOD_ROWS:
                 model = teacher if method == "teacher" else student
-                if method in ("teacher", "student"):
+                if method == "teacher":  # what every distiller row's teacher dependency is (suite/distill.py)
+                    spec = CellSpec.make("baseline", model, dataset, opts.profile, protocol=teacher_protocol("mdistiller"))
+                elif method == "student":
                     spec = CellSpec.make("baseline", model, dataset, opts.profile, protocol="mdistiller")
                 elif method in METHODS:
                     params = {} if method == "encodenet" else {"teacher": teacher}
                     spec = CellSpec.make(method, student, dataset, opts.profile, params=params, protocol="mdistiller")
                 else:
                     spec = None
-                ref = reported("encodenet", "T4", method, ref_column) if dataset == "cifar100" else None
-                rows.append(TableRow({"Method": row_label, "Pair": pair}, spec, [ref] if ref else []))
+                refs = [reported(*source, method, ref_column) for source in REPORTED_SOURCES] if dataset == "cifar100" else []
+                role = {"teacher": "teacher", "student": "reference"}.get(method, "")
+                rows.append(TableRow({"Method": row_label, "Pair": pair}, spec, [r for r in refs if r], role=role,
+                                     single_seed=method == "teacher"))
         return rows
 
     def summary_lines(self, rows, lines):
-        out = []
+        """Each pair's teacher and student accuracies, and a warning where the teacher is not the better one."""
+        out, by_pair = [], {}
         for row, line in zip(rows, lines):
-            if row.labels["Method"] in ("Teacher (baseline)", "Student baseline") and row.spec is not None:
-                out.append(f"{row.labels['Method'].split(' ')[0]} {label(row.spec.model, MODEL_LABELS)} "
-                           f"({row.labels['Pair']}): top-1 {line['Top-1 % (ours)']} %")
+            if row.role in ("teacher", "reference") and row.spec is not None:
+                by_pair.setdefault(row.labels["Pair"], {})[row.role] = line["_top1_mean"]
+                name = "Teacher" if row.role == "teacher" else "Student"
+                out.append(f"{name} {label(row.spec.model, MODEL_LABELS)} ({row.labels['Pair']}): top-1 {line[C.TOP1]} %"
+                           f" (n = {line[C.N]})")
+        for pair, acc in by_pair.items():
+            teacher, student = acc.get("teacher"), acc.get("reference")
+            if teacher is not None and student is not None and teacher <= student:
+                out.append(f"WARNING: the teacher of {pair} ({teacher:.2f} %) is not better than its student trained "
+                           f"alone ({student:.2f} %): the distillation rows of this pair measure nothing about distillation")
         return out
 
     def notes(self, opts: TableOptions) -> list[str]:
         notes = ["Train cost: epochs and wall clock of the row's own training plus everything it needed "
                  "(a distilled student includes its teacher; FT includes its paraphraser stage).",
-                 "Reported figures (EncodeNet Table 4, CIFAR-100, run with mdistiller) exist only for ResNet110 → ResNet32 "
-                 "and VGG16 → VGG8 on CIFAR-100."]
+                 "The teacher is trained once (seed 0) by its own recipe (protocol `mdistiller_teacher`, in the header) "
+                 "and shared by every student, seed and table; the student baseline and every distilled student train "
+                 "on the same data by the same recipe (protocol `mdistiller`). Verdicts compare each row with the "
+                 "student baseline (Welch 95 % interval over seeds).",
+                 "Reported figures (CIFAR-100 only): EncodeNet Table 4 (ResNet110 → ResNet32, VGG16 → VGG8, run with "
+                 "mdistiller), the RepDistiller / CRD README (ResNet56 → ResNet20, ResNet110 → ResNet32, ResNet32x4 → "
+                 "ResNet8x4, VGG13 → VGG8) and mdistiller's README (KD, DKD); their protocols are in brackets."]
         if opts.dataset and opts.dataset != "cifar100":
             notes.append(f"Run on {opts.dataset} instead of CIFAR-100 (no reported figures apply).")
         return notes

@@ -1,0 +1,32 @@
+"""Collects the training throughputs the benchmarks measure and prints them as one table at the end."""
+from __future__ import annotations
+
+import pytest
+
+THROUGHPUT: dict[tuple[str, str, str], float] = {}  # (model, loop, precision) -> images per second (best round)
+
+
+@pytest.fixture
+def record_throughput():
+    def record(model: str, loop: str, precision: str, images_per_second: float) -> None:
+        THROUGHPUT[(model, loop, precision)] = images_per_second
+    return record
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not THROUGHPUT:
+        return
+    import torch
+
+    write = terminalreporter.write_line
+    write("")
+    write(f"training throughput, images/s (best round; torch {torch.__version__}, {torch.get_num_threads()} threads)")
+    write(f"{'model':9s} {'precision':9s} {'raw loop':>9s} {'fit':>9s} {'fit/raw':>8s} {'fit vs fp32':>11s}")
+    models = dict.fromkeys(m for m, _, _ in THROUGHPUT)
+    for model in models:
+        for precision in ("fp32", "bf16"):
+            raw, fit = THROUGHPUT.get((model, "raw", precision)), THROUGHPUT.get((model, "fit", precision))
+            base = THROUGHPUT.get((model, "fit", "fp32"))
+            ratio = f"{fit / raw:8.3f}" if raw and fit else f"{'n/a':>8s}"
+            speed = f"{fit / base:10.2f}×" if fit and base else f"{'n/a':>11s}"
+            write(f"{model:9s} {precision:9s} {raw or 0:9.0f} {fit or 0:9.0f} {ratio} {speed}")

@@ -1,0 +1,217 @@
+"""The catalogue of result columns: each column's name, how it is computed from a row's stored cells, and
+how it is formatted. Tables select columns by these names (constants below, so no name is spelled twice)
+and declare "relative to the reference row" columns (a speed-up, a difference of means) as data: the
+reference is the row whose `role` says so, never a row found by parsing its label.
+
+A row's summary also holds raw numbers under names starting with "_" (for the CSV, plots and derived
+columns); those are listed in RAW.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import pandas as pd
+
+from suite.stats import compare
+
+# --- column names ---------------------------------------------------------------------------------------
+PARAMS, NONZERO, SIZE_MB, SIZE_KB, SIZE_FORMAT = "Params", "Non-zero params", "Size (MB)", "Size (KB)", "Size format"
+FLOPS, LATENCY, TEST_TIME = "FLOPs (M)", "Latency b1 ms (p90)", "Test-set time (s)"
+THROUGHPUT, ENERGY = "Throughput (img/s)", "Energy (mJ)"
+TOP1, N, REPORTED, DELTA_REPORTED, TRAIN_COST = "Top-1 % (ours)", "n", "Top-1 % (reported)", "Δ vs reported", "Train cost"
+NOISE, SALT_PEPPER = "Top-1 % noise σ=0.3", "Top-1 % salt & pepper 10 %"
+ROBUST = {"gaussian_noise_0.3": NOISE, "salt_pepper_10pct": SALT_PEPPER}
+
+DEFAULT = [PARAMS, SIZE_MB, FLOPS, LATENCY, THROUGHPUT, ENERGY, TOP1, N, REPORTED, DELTA_REPORTED, TRAIN_COST]
+PIVOT_VALUES = [TOP1, N, "Δ top-1 vs ref [95 % CI]", "Verdict", REPORTED, DELTA_REPORTED, TRAIN_COST]  # per column group of a wide (pivoted) table
+RAW = ["_top1_mean", "_top1_std", "_top1_values", "_reported", "_latency_ms", "_latency_p90_ms", "_test_set_seconds",
+       "_size_bytes", "_params", "_nonzero_params", "_role", "_keys"]
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:,.{digits}f}"
+
+
+def fmt_duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def mean_std(values: list[float]) -> tuple[float, float | None]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+
+
+@dataclass
+class RowCells:
+    """A table row's stored records, one per seed (None where a seed never ran)."""
+
+    row: Any  # suite.tables.TableRow
+    records: list[dict | None]
+    training_cost: Callable[[str], tuple[int, float]]  # key -> (epochs, seconds) including dependencies
+
+    @property
+    def done(self) -> list[dict]:
+        return [r for r in self.records if r and r["status"] == "done"]
+
+    @property
+    def failed(self) -> list[dict]:
+        return [r for r in self.records if r and r["status"] == "failed"]
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """Cost figures come from the first finished seed (they do not vary with the seed)."""
+        return self.done[0]["metrics"] if self.done else {}
+
+    def top1_values(self) -> list[float]:
+        return [r["metrics"]["top1"] for r in self.done]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    compute: Callable[[RowCells], str]
+
+
+def _metric(key: str, show: Callable[[Any], str]) -> Callable[[RowCells], str]:
+    """A cost figure of the first finished seed: "" while nothing finished, "n/a" where it was not measured."""
+    def compute(rc: RowCells) -> str:
+        m = rc.metrics
+        if not m:
+            return ""
+        return "n/a" if m.get(key) is None else show(m[key])
+    return compute
+
+
+def _robust(name: str) -> Callable[[RowCells], str]:
+    def compute(rc: RowCells) -> str:
+        values = [v for r in rc.done if (v := r["metrics"].get("robust_top1", {}).get(name)) is not None]
+        return f"{statistics.fmean(values):.2f}" if values else ("n/a" if rc.done else "")
+    return compute
+
+
+def _top1(rc: RowCells) -> str:
+    if rc.row.spec is None:
+        return rc.row.not_run or "pending (plugin not available yet)"
+    if rc.done:
+        mean, std = mean_std(rc.top1_values())
+        return f"{mean:.2f} ± {std:.2f}" if std is not None else f"{mean:.2f}"
+    return f"failed: {rc.failed[0]['error']}" if rc.failed else "pending"
+
+
+def _delta_reported(rc: RowCells) -> str:
+    if not rc.done or not rc.row.reported:
+        return "—"
+    return f"{statistics.fmean(rc.top1_values()) - rc.row.reported[0].value:+.2f}"
+
+
+def _train_cost(rc: RowCells) -> str:
+    if not rc.done:
+        return ""
+    costs = [rc.training_cost(r["key"]) for r in rc.done]
+    return f"{costs[0][0]} ep, {fmt_duration(statistics.fmean(c[1] for c in costs))}"
+
+
+CATALOGUE: dict[str, Column] = {c.name: c for c in [
+    Column(PARAMS, _metric("params", lambda v: f"{v:,}")),
+    Column(NONZERO, _metric("nonzero_params", lambda v: f"{v:,}")),
+    Column(SIZE_MB, _metric("size_bytes", lambda v: fmt(v / 1e6, 3))),
+    Column(SIZE_KB, _metric("size_bytes", lambda v: fmt(v / 1e3, 1))),
+    Column(SIZE_FORMAT, _metric("size_format", str)),
+    Column(FLOPS, _metric("flops", lambda v: fmt(v / 1e6, 1))),
+    Column(LATENCY, lambda rc: f"{fmt(rc.metrics['latency_ms'], 3)} ({fmt(rc.metrics['latency_p90_ms'], 3)})"
+           if rc.metrics else ""),
+    Column(TEST_TIME, _metric("test_set_seconds", lambda v: fmt(v, 3))),
+    Column(THROUGHPUT, _metric("throughput_img_s", lambda v: fmt(v, 0))),
+    Column(ENERGY, _metric("energy_mj", lambda v: fmt(v, 3))),
+    Column(NOISE, _robust("gaussian_noise_0.3")),
+    Column(SALT_PEPPER, _robust("salt_pepper_10pct")),
+    Column(TOP1, _top1),
+    Column(N, lambda rc: str(len(rc.done)) if rc.row.spec is not None else "0"),
+    Column(REPORTED, lambda rc: "; ".join(f"{r.value:.2f} [{r.source}; {r.protocol}]" for r in rc.row.reported) or "—"),
+    Column(DELTA_REPORTED, _delta_reported),
+    Column(TRAIN_COST, _train_cost),
+]}
+
+
+def raw_values(rc: RowCells) -> dict[str, Any]:
+    m, values = rc.metrics, rc.top1_values()
+    mean, std = mean_std(values) if values else (None, None)
+    return {"_top1_mean": mean, "_top1_std": std, "_top1_values": values,
+            "_reported": rc.row.reported[0].value if rc.row.reported else None,
+            "_latency_ms": m.get("latency_ms"), "_latency_p90_ms": m.get("latency_p90_ms"),
+            "_test_set_seconds": m.get("test_set_seconds"), "_size_bytes": m.get("size_bytes"),
+            "_params": m.get("params"), "_nonzero_params": m.get("nonzero_params"), "_role": rc.row.role,
+            "_keys": " ".join(r["key"] for r in rc.records if r)}
+
+
+def summarize(rc: RowCells) -> dict[str, Any]:
+    """Every catalogue column of one row, its labels, its raw numbers and its table-specific extras."""
+    return {**rc.row.labels, **{name: c.compute(rc) for name, c in CATALOGUE.items()}, **raw_values(rc),
+            **rc.row.extra}
+
+
+@dataclass(frozen=True)
+class Relative:
+    """A column computed against the reference row of each group (rows sharing the `group_by` labels).
+
+    kind "ratio": reference / value (a speed-up when the raw figure is a time); "difference": value - reference;
+    "welch": the difference of means with its 95 % interval (suite/stats.py), from per-seed lists; "verdict":
+    better / worse / within noise (or no verdict with one seed) from the same lists.
+    """
+
+    name: str
+    raw: str  # a raw field, e.g. "_latency_ms" or "_top1_mean"
+    kind: str  # "ratio" | "difference"
+    group_by: tuple[str, ...] = ()
+    reference_role: str | tuple[str, ...] = "reference"  # the role(s) that make a row its group's reference
+    template: str = "{:.2f}"
+    missing: str = "—"
+    on_reference: bool = True  # False: the reference row itself shows `missing`
+
+    def apply(self, frame: pd.DataFrame) -> pd.DataFrame:
+        def group(r) -> tuple:
+            return tuple(r[c] for c in self.group_by)
+
+        roles = (self.reference_role,) if isinstance(self.reference_role, str) else self.reference_role
+        refs = {group(r): r[self.raw] for _, r in frame.iterrows() if r["_role"] in roles}
+
+        def value(r) -> str:
+            ref, own = refs.get(group(r)), r[self.raw]
+            if (r["_role"] in roles and not self.on_reference) or not _present(ref) \
+                    or not _present(own) or (self.kind == "ratio" and own == 0):
+                return self.missing
+            if self.kind in ("welch", "verdict"):
+                comparison = compare(own, ref)
+                return comparison.describe() if self.kind == "welch" else comparison.verdict
+            return self.template.format(ref / own if self.kind == "ratio" else own - ref)
+
+        frame[self.name] = [value(r) for _, r in frame.iterrows()] if len(frame) else []
+        return frame
+
+
+def _present(v: Any) -> bool:
+    if isinstance(v, (list, tuple)):
+        return len(v) > 0
+    return v is not None and not (isinstance(v, float) and math.isnan(v))
+
+
+VERDICT_DELTA, VERDICT = "Δ top-1 vs ref [95 % CI]", "Verdict"
+
+
+def verdict_columns(group_by: tuple[str, ...] = (), reference_role: str | tuple[str, ...] = "reference") -> list[Relative]:
+    """Difference of mean top-1 against the group's reference row with its Welch 95 % interval, and the verdict."""
+    return [Relative(VERDICT_DELTA, "_top1_values", "welch", group_by, reference_role, on_reference=False),
+            Relative(VERDICT, "_top1_values", "verdict", group_by, reference_role, on_reference=False)]
+
+
+def pivot_wide(frame: pd.DataFrame, row_label: str, column_label: str) -> pd.DataFrame:
+    """One line per `row_label`, and for each `column_label` value a group of result columns."""
+    values = [c for c in PIVOT_VALUES if c in frame.columns]
+    wide = frame.pivot(index=row_label, columns=column_label, values=values)
+    groups = list(dict.fromkeys(frame[column_label]))
+    wide = wide.reindex(index=list(dict.fromkeys(frame[row_label])))
+    wide.columns = [f"{group}: {value}" for value, group in wide.columns]
+    ordered = [f"{g}: {v}" for g in groups for v in values]
+    return wide[ordered].fillna("").reset_index()

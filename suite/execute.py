@@ -1,0 +1,183 @@
+"""Execute anywhere: run one resolved cell (in this process, a worker process or a Ray task) and return
+(metrics, environment). Writes only the cell's artifacts; the scheduler alone writes the store.
+
+Everything a worker needs travels with the call: the resolved cell (key, recipe, params, precision,
+force flag, dependencies), an `ExecConfig` (paths, device, threads) and the direct dependencies'
+stored metrics. Data is loaded by name and checked against the fingerprint the plan was made with.
+"""
+from __future__ import annotations
+
+import dataclasses
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from suite.context import MODEL_FILE, CellContext, Dependency
+from suite.data import DataBundle, load_dataset, stratified_subset
+from suite.harness import evaluate, save_atomic
+from suite.measure import device_description, measure_model
+from suite.numerics import describe
+from suite.perturb import PERTURBATIONS, perturbation
+from suite.plan import ResolvedCell
+from suite.profiles import PROFILES
+
+
+@dataclass(frozen=True)
+class ExecConfig:
+    """Where and how cells run (picklable: it travels to worker processes and Ray tasks)."""
+
+    artifacts: Path
+    data_dir: Path | None = None
+    device: str = "cpu"  # already resolved: "cpu" or "cuda"
+    threads: int | None = None  # torch threads in the executing process (None: leave as it is)
+    progress: bool = True
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked, but no CUDA device is visible")
+    return torch.device(name)
+
+
+def git_commit() -> str:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5, cwd=here)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
+                               timeout=5, cwd=here).stdout.strip()
+        return out.stdout.strip() + ("+dirty" if dirty else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+# The commit of the code this process imported: taken now, not when a cell finishes hours later (by
+# then the checkout may have moved on, and the record would name code that did not run).
+CODE_COMMIT = git_commit()
+
+
+def environment(device: torch.device, precision: str) -> dict[str, Any]:
+    import timm
+
+    return {"torch": torch.__version__, "timm": timm.__version__, "python": platform.python_version(),
+            "platform": platform.platform(), "device": device_description(device), "commit": CODE_COMMIT,
+            "numerics": describe(precision), "threads": torch.get_num_threads()}
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def cell_data(cell: ResolvedCell, config: ExecConfig) -> DataBundle:
+    """The cell's dataset, exactly as planned (a changed file on disk is an error, not a silent mix)."""
+    if cell.data_fingerprint is None:
+        raise RuntimeError(cell.data_error or "data missing")
+    data = load_dataset(cell.spec.dataset, config.data_dir)
+    if data.fingerprint != cell.data_fingerprint:
+        raise RuntimeError(f"{cell.spec.dataset} changed since planning (fingerprint {data.fingerprint}, "
+                           f"planned {cell.data_fingerprint})")
+    return data
+
+
+def dependency(cell: ResolvedCell, config: ExecConfig, metrics: dict[str, Any]) -> Dependency:
+    return Dependency(cell.spec, cell.key, cell.method, cell.params, cell.info, config.artifacts / cell.key, metrics)
+
+
+def build_context(cell: ResolvedCell, config: ExecConfig, dep_metrics: dict[str, dict[str, Any]],
+                  heartbeat=lambda: None) -> CellContext:
+    data = cell_data(cell, config)
+    deps = {role: dependency(d, config, dep_metrics.get(d.key) or {}) for role, d in cell.deps.items()}
+    return CellContext(cell.spec, cell.key, cell.params, cell.recipe, data,
+                       stratified_subset(data.train, cell.recipe.train_subset),
+                       stratified_subset(data.test, cell.recipe.test_subset),
+                       resolve_device(config.device), config.artifacts / cell.key, deps, config.progress,
+                       cell.precision, heartbeat)
+
+
+def evaluate_and_measure(cell: ResolvedCell, ctx: CellContext, model: nn.Module) -> dict[str, Any]:
+    """Clean and perturbed test accuracy, whole-test-set inference time, and the cost figures."""
+    device = torch.device(cell.method.inference_device) if cell.method.inference_device else ctx.device
+    precision = cell.method.inference_precision or cell.precision
+    batch = cell.recipe.eval_batch_size
+
+    def accuracy(transform=None) -> dict[str, float]:
+        return evaluate(model, ctx.test, ctx.info, device=device, batch_size=batch, transform=transform,
+                        precision=precision)
+
+    t0 = time.perf_counter()
+    metrics: dict[str, Any] = accuracy()
+    metrics["test_set_seconds"] = time.perf_counter() - t0
+    metrics["test_set_batch"] = batch
+    metrics["robust_top1"] = {name: accuracy(perturbation(name, ctx.info))["top1"] for name in PERTURBATIONS}
+    info = ctx.info
+    metrics.update(measure_model(model, (info.in_chans, info.image_size, info.image_size), device,
+                                 throughput_seconds=PROFILES.get(cell.spec.profile).throughput_seconds,
+                                 precision=precision))
+    metrics["size_format"] = "torch.save(state_dict)"
+    metrics.update(cell.method.measure(ctx, model, metrics))
+    return metrics
+
+
+def execute_cell(cell: ResolvedCell, config: ExecConfig, dep_metrics: dict[str, dict[str, Any]],
+                 heartbeat=lambda: None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train, evaluate and measure one cell; returns (metrics, environment)."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    artifact_dir = config.artifacts / cell.key
+    if cell.force and (artifact_dir / MODEL_FILE).exists():  # a finished model: start over (a checkpoint resumes)
+        shutil.rmtree(artifact_dir)
+    artifact_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(cell.spec.seed)
+    ctx = build_context(cell, config, dep_metrics, heartbeat)
+    t0 = time.perf_counter()
+    model = cell.method.run(ctx)
+    wall = time.perf_counter() - t0
+    if model is not None:
+        save_atomic(model.state_dict(), artifact_dir / MODEL_FILE)
+    metrics = evaluate_and_measure(cell, ctx, model) if cell.method.classifies else {}
+    metrics.update({
+        "stages": ctx.stages, "epochs_trained": sum(s["epochs"] for s in ctx.stages),
+        "train_seconds": sum(s["seconds"] for s in ctx.stages), "cell_seconds": wall,
+        "train_size": len(ctx.train), "test_size": len(ctx.test), "recipe": cell.recipe.as_dict(),
+        "precision": cell.precision, "params_resolved": dataclasses.asdict(cell.params),
+        "data_fingerprint": ctx.data.fingerprint, "data_canonical": ctx.data.canonical, "data_source": ctx.data.source,
+        "deps": {role: d.key for role, d in cell.deps.items()}, **ctx.extra_metrics})
+    for ckpt in artifact_dir.glob("*.ckpt"):  # the final model is kept; per-epoch state is no longer needed
+        ckpt.unlink()
+    env = environment(ctx.device, cell.precision)
+    env["argv"] = " ".join(sys.argv)
+    return metrics, env
+
+
+def remeasure_cell(cell: ResolvedCell, config: ExecConfig, row: dict[str, Any],
+                   dep_metrics: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Evaluate and measure a finished cell's saved model again (latency on a quiet machine, say), keeping
+    its training figures. Raises ValueError with the reason where it cannot."""
+    if not cell.method.classifies:
+        raise ValueError("not a classifier")
+    ctx = build_context(cell, config, dep_metrics)
+    try:
+        model = dependency(cell, config, row["metrics"]).load_model(ctx.device)
+    except Exception as exc:
+        raise ValueError(f"its saved model cannot be reloaded ({type(exc).__name__}: {exc})".splitlines()[0]) from None
+    fresh = evaluate_and_measure(cell, ctx, model)
+    env = environment(ctx.device, cell.precision)
+    metrics = {**row["metrics"], **fresh,
+               "remeasured": {"commit": env["commit"], "device": env["device"], "threads": env["threads"],
+                              "date": time.strftime("%Y-%m-%d %H:%M:%S")}}
+    trained = row.get("env") or {}
+    return metrics, {**trained, "device": env["device"], "threads": env["threads"],
+                     "trained_on": trained.get("trained_on") or trained.get("device")}

@@ -1,0 +1,145 @@
+"""Plan once: table rows plus the command line's overrides become fully resolved cells, exactly once.
+
+A `ResolvedCell` carries everything needed to run, re-measure, cache or report it: its spec (with the
+`--epochs` override applied), the method and its validated Params, the recipe it runs, its precision,
+its dependencies (themselves resolved), the dataset's fingerprint, its key and whether it is forced.
+Nothing downstream (scheduler, worker process, Ray task, `--remeasure`, report) resolves a profile or
+a key again.
+
+A cell's key hashes everything that changes its result: the spec, the method's version and resolved
+hyperparameters, the resolved recipe, the dataset's fingerprint, the keys of its dependencies and,
+when not fp32, the precision (so fp32 cells keep the keys they had before precision was a choice).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from baselines import MODELS
+from suite.data import DATASETS, DataError, DatasetInfo, load_dataset
+from suite.plugins import Method, get_method
+from suite.profiles import PROFILES, Recipe, dataset_family
+from suite.spec import CellSpec, stable_hash
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """The command line's overrides, applied while planning and nowhere else."""
+
+    epochs: int | None = None  # replaces the profile's epochs in every cell (part of the key)
+    precision: str = "fp32"  # already resolved: "fp32" or "bf16"
+    force: bool = False  # retrain cells even if stored
+    only: str | None = None  # keep only cells whose label contains this (and what they need); force just those
+
+    def __post_init__(self) -> None:
+        if self.epochs is not None and self.epochs < 0:
+            raise ValueError(f"--epochs must be >= 0, got {self.epochs}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"a plan needs a resolved precision (fp32 or bf16), got {self.precision!r}")
+
+
+@dataclass
+class ResolvedCell:
+    spec: CellSpec
+    key: str
+    method: Method
+    params: Any
+    recipe: Recipe
+    precision: str
+    deps: dict[str, "ResolvedCell"]
+    data_fingerprint: str | None  # None: the data could not be loaded (see data_error)
+    data_error: str | None = None
+    force: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.spec.label()
+
+    @property
+    def info(self) -> DatasetInfo:
+        """The dataset's description (looked up by name: a cell travels to workers without loader code)."""
+        return DATASETS.get(self.spec.dataset)
+
+    def upstream_keys(self) -> set[str]:
+        """Keys of every cell this one needs, transitively."""
+        return set().union(*({d.key} | d.upstream_keys() for d in self.deps.values())) if self.deps else set()
+
+
+def recipe_of(spec: CellSpec) -> Recipe:
+    """The profile's recipe for the spec's kind of data and protocol, with the spec's overrides."""
+    recipe = PROFILES.get(spec.profile).recipe(dataset_family(DATASETS.get(spec.dataset).in_chans), spec.protocol)
+    return recipe.with_(**spec.recipe_overrides_dict) if spec.recipe_overrides else recipe
+
+
+@dataclass
+class Planner:
+    data_dir: Path | None = None
+    options: PlanOptions = field(default_factory=PlanOptions)
+    _cells: dict[CellSpec, ResolvedCell] = field(default_factory=dict, repr=False)
+    _data: dict[str, tuple[str | None, str | None]] = field(default_factory=dict, repr=False)
+
+    def data_state(self, dataset: str) -> tuple[str | None, str | None]:
+        """(fingerprint, None) or (None, why it cannot be loaded), once per dataset (a failed download too)."""
+        if dataset not in self._data:
+            try:
+                self._data[dataset] = load_dataset(dataset, self.data_dir).fingerprint, None
+            except DataError as exc:
+                self._data[dataset] = None, str(exc)
+        return self._data[dataset]
+
+    def with_overrides(self, spec: CellSpec) -> CellSpec:
+        if self.options.epochs is None:
+            return spec
+        return spec.with_(recipe_overrides={**spec.recipe_overrides_dict, "epochs": self.options.epochs})
+
+    def resolve(self, spec: CellSpec) -> ResolvedCell:
+        """The resolved cell of a table's spec (overrides applied; dependencies resolved first)."""
+        return self._resolve(self.with_overrides(spec))
+
+    def _resolve(self, spec: CellSpec) -> ResolvedCell:
+        if spec in self._cells:
+            return self._cells[spec]
+        method = get_method(spec.method)
+        params = method.make_params(spec.params_dict)  # Params validate themselves: bad values fail here
+        if not spec.model.startswith("timm:"):
+            MODELS.get(spec.model)  # an unknown model fails now, before anything trains
+        DATASETS.get(spec.dataset)  # an unknown dataset fails now
+        fingerprint, error = self.data_state(spec.dataset)
+        recipe = recipe_of(spec)
+        deps = {role: self._resolve(dep) for role, dep in method.requires(spec, params).items()}
+        payload = {"spec": spec.as_dict(), "method_version": method.version, "params": dataclasses.asdict(params),
+                   "recipe": recipe.as_dict(), "data": fingerprint or f"missing:{spec.dataset}",
+                   "deps": {role: d.key for role, d in deps.items()}}
+        if self.options.precision != "fp32":
+            payload["precision"] = self.options.precision
+        cell = ResolvedCell(spec, stable_hash(payload), method, params, recipe, self.options.precision, deps,
+                            fingerprint, error)
+        self._cells[spec] = cell
+        return cell
+
+    def plan(self, specs: list[CellSpec]) -> list[ResolvedCell]:
+        """Unique cells, every dependency before the cells that need it; `only` and `force` applied."""
+        ordered: dict[str, ResolvedCell] = {}
+
+        def visit(cell: ResolvedCell) -> None:
+            if cell.key not in ordered:
+                for dep in cell.deps.values():
+                    visit(dep)
+                ordered[cell.key] = cell
+
+        for spec in specs:
+            visit(self.resolve(spec))
+        cells = list(ordered.values())
+        wanted = {c.key for c in cells if self.options.only is None or self.options.only in c.label}
+        if not wanted:
+            raise ValueError(f"--only {self.options.only!r} matches no cell")
+        needed = wanted.union(*(c.upstream_keys() for c in cells if c.key in wanted))
+        for cell in cells:
+            cell.force = self.options.force and cell.key in wanted  # with --only, just the matching cells
+        return [c for c in cells if c.key in needed]
+
+    def rows(self, specs_by_row: list[list[CellSpec]]) -> list[list[ResolvedCell]]:
+        """Each table row's resolved cell per seed (what the report reads)."""
+        return [[self.resolve(s) for s in specs] for specs in specs_by_row]

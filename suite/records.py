@@ -1,0 +1,80 @@
+"""Published cell records (`<table>.cells.jsonl`: store rows, one JSON object a line) that travel between
+machines: read them, and import into a store only the finished cells whose key the current code and data
+recompute exactly (a record made by other code, recipe or data is stale and never imported; a cell the
+store already holds is never overwritten)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from suite.plan import Planner, PlanOptions
+from suite.spec import CellSpec
+from suite.store import Store
+
+PRECISION_OF_NUMERICS = {"fp32": "fp32", "bf16 autocast + channels_last": "bf16"}
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        raise ValueError(f"no published cell records at {path}: render the table from a store first")
+    try:
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not JSON lines (line {exc.lineno})") from None
+
+
+def spec_of(record: dict[str, Any]) -> CellSpec:
+    s = record["spec"]
+    return CellSpec.make(s["method"], s["model"], s["dataset"], s["profile"], s.get("seed", 0), params=s.get("params"),
+                         model_kwargs=s.get("model_kwargs"), protocol=s.get("protocol", "default"),
+                         recipe_overrides=s.get("recipe_overrides"))
+
+
+def precision_of(record: dict[str, Any]) -> str:
+    """The precision a record's cell trained in (older records say it only in their environment)."""
+    metrics, env = record.get("metrics") or {}, record.get("env") or {}
+    return metrics.get("precision") or PRECISION_OF_NUMERICS.get(env.get("numerics", "fp32"), "fp32")
+
+
+@dataclass
+class ImportReport:
+    imported: int = 0
+    already: int = 0  # the store holds the key already: left as it is
+    stale: dict[str, str] = field(default_factory=dict)  # key -> why its key does not match the current code/data
+    not_finished: int = 0
+
+    def line(self, path: Path) -> str:
+        why = ""
+        if self.stale:
+            reasons = sorted(set(self.stale.values()))
+            why = f" ({'; '.join(reasons[:3])}{'; …' if len(reasons) > 3 else ''})"
+        return (f"{path}: imported {self.imported}, already in the store {self.already}, stale {len(self.stale)}"
+                f"{why}, not finished {self.not_finished}")
+
+
+def import_records(store: Store, records: list[dict[str, Any]], data_dir: Path | None) -> ImportReport:
+    """Add the finished records whose key this code and data recompute; count the others."""
+    report = ImportReport()
+    planners = {p: Planner(data_dir, PlanOptions(precision=p)) for p in ("fp32", "bf16")}
+    matching = []
+    for record in records:
+        if record.get("status") != "done":
+            report.not_finished += 1
+            continue
+        try:
+            cell = planners[precision_of(record)].resolve(spec_of(record))
+        except (ValueError, KeyError, TypeError) as exc:  # an unknown method, model, option or parameter
+            report.stale[record["key"]] = f"cannot be planned here: {exc}".splitlines()[0]
+            continue
+        if cell.key != record["key"]:
+            reason = f"data {cell.spec.dataset} missing here" if cell.data_fingerprint is None else \
+                "key differs (other code, recipe or data)"
+            report.stale[record["key"]] = reason
+        elif store.get(record["key"]) is not None:
+            report.already += 1
+        else:
+            matching.append(record)
+    report.imported = store.add_records(matching)
+    return report

@@ -1,0 +1,120 @@
+"""Schedule resolved cells: each runs once its dependencies are finished, in this process or through an
+executor (worker processes, Ray). The scheduler is the only writer of the store: it claims each cell,
+records its metrics or its one-line failure, and a failing cell never stops the others (its dependents
+fail with a reason)."""
+from __future__ import annotations
+
+import dataclasses
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from suite.execute import ExecConfig, execute_cell
+from suite.plan import ResolvedCell
+from suite.store import Store
+
+
+@dataclass
+class RunSummary:
+    done: list[str] = field(default_factory=list)  # trained in this run
+    skipped: list[str] = field(default_factory=list)  # already in the store
+    failed: dict[str, str] = field(default_factory=dict)  # key -> reason
+
+
+class Executor(Protocol):
+    def submit(self, cell: ResolvedCell, config: ExecConfig, dep_metrics: dict[str, dict[str, Any]]) -> Future:
+        """A future of `execute_cell(cell, config, dep_metrics)`: (metrics, environment)."""
+
+    def shutdown(self) -> None:
+        ...
+
+
+def one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
+class Scheduler:
+    def __init__(self, store: Store, config: ExecConfig, log: Callable[[str], None] = print) -> None:
+        self.store, self.config, self.log = store, config, log
+        self._forced: set[str] = set()  # a forced cell is redone once per run, not once per table that holds it
+
+    def dep_metrics(self, cell: ResolvedCell) -> dict[str, dict[str, Any]]:
+        """The stored metrics of the cell's direct dependencies (they travel with the cell to a worker)."""
+        return {d.key: (self.store.get(d.key) or {}).get("metrics") or {} for d in cell.deps.values()}
+
+    def _blocked(self, cell: ResolvedCell, failed: dict[str, str]) -> str | None:
+        """Why a cell cannot run at all (a failed dependency, missing data), or None."""
+        failed_dep = next((d for d in cell.deps.values() if d.key in failed), None)
+        if failed_dep is not None:
+            return f"dependency {failed_dep.label} failed: {failed[failed_dep.key]}"
+        if cell.data_fingerprint is None:
+            return cell.data_error or "data missing"
+        return None
+
+    def _fail(self, cell: ResolvedCell, reason: str, summary: RunSummary, trace: str | None = None) -> None:
+        if trace:
+            (self.config.artifacts / cell.key).mkdir(parents=True, exist_ok=True)
+            (self.config.artifacts / cell.key / "error.txt").write_text(trace)
+        self.store.fail(cell.key, cell.spec.as_dict(), reason)
+        summary.failed[cell.key] = reason
+        self.log(f"FAILED {cell.label}: {reason}")
+
+    def _finish(self, cell: ResolvedCell, outcome: Callable[[], tuple[dict, dict]], summary: RunSummary,
+                total: int) -> None:
+        try:
+            metrics, env = outcome()
+        except Exception as exc:
+            self._fail(cell, one_line(exc), summary, traceback.format_exc())
+            return
+        self.store.finish(cell.key, metrics, env)
+        summary.done.append(cell.key)
+        # One line per finished cell: the progress of a long run (worker processes show no epoch bars).
+        top1 = f"top-1 {metrics['top1']:.2f} %, " if "top1" in metrics else ""
+        finished = len(summary.done) + len(summary.skipped) + len(summary.failed)
+        self.log(f"done {cell.label}: {top1}{metrics.get('cell_seconds', 0.0) / 60:.1f} min [{finished}/{total}]")
+
+    def _ready(self, cell: ResolvedCell, summary: RunSummary) -> bool:
+        settled = set(summary.done) | set(summary.skipped) | set(summary.failed)
+        return all(d.key in settled for d in cell.deps.values())
+
+    def run(self, cells: list[ResolvedCell], executor: Executor | None = None) -> RunSummary:
+        """Run `cells` (dependency-ordered, as planned) in this process, or through `executor`."""
+        summary = RunSummary()
+        pending, in_flight = list(cells), {}
+        while pending or in_flight:
+            for cell in [c for c in pending if self._ready(c, summary)]:
+                reason = self._blocked(cell, summary.failed)
+                if reason is not None:
+                    pending.remove(cell)
+                    self._fail(cell, reason, summary)
+                    continue
+                forced = cell.force and cell.key not in self._forced
+                state = self.store.claim(cell.key, cell.spec.as_dict(), force=forced)
+                if state == "busy":
+                    continue  # another live process is training it: look again later
+                pending.remove(cell)
+                if state == "done":
+                    summary.skipped.append(cell.key)
+                    self.log(f"cached {cell.label}")
+                    continue
+                self._forced.add(cell.key)
+                if executor is None:
+                    self.log(f"training {cell.label}")
+                    self._finish(cell, lambda c=cell: execute_cell(c, self.config, self.dep_metrics(c),
+                                                                   lambda: self.store.heartbeat(c.key)),
+                                 summary, len(cells))
+                else:  # a worker takes it when one is free: "training" now would claim more than --jobs at once
+                    self.log(f"queued {cell.label}")
+                    quiet = dataclasses.replace(self.config, progress=False)  # workers draw no epoch bars
+                    in_flight[executor.submit(cell, quiet, self.dep_metrics(cell))] = cell
+            if in_flight:
+                done, _ = wait(list(in_flight), timeout=2, return_when=FIRST_COMPLETED)
+                for future in done:
+                    self._finish(in_flight.pop(future), future.result, summary, len(cells))
+                for cell in in_flight.values():
+                    self.store.heartbeat(cell.key)
+            elif pending:
+                time.sleep(2)  # only cells held by other processes are left
+        return summary
