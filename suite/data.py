@@ -179,7 +179,8 @@ def _download(torchvision_class: str, root: Path) -> None:
         cls(str(root), train=train, download=True)
 
 
-def _disk_loader(subdir: str, read: Callable[[Path], tuple[Split, Split, bool, str]], torchvision_class: str):
+def _disk_loader(subdir: str, read: Callable[[Path], tuple[Split, Split, bool, str]], torchvision_class: str,
+                 offline_hint: str = ""):
     """A loader that reads `root/subdir`, downloading through torchvision when the files are missing."""
 
     def load(root: Path) -> tuple[Split, Split, bool, str]:
@@ -191,7 +192,7 @@ def _disk_loader(subdir: str, read: Callable[[Path], tuple[Split, Split, bool, s
                 _download(torchvision_class, root)
             except Exception as exc:  # offline: say where files go and how to get them, in one line
                 raise DataError(f"{missing.args[0] if missing.args else folder} not found and download failed "
-                                f"({type(exc).__name__}); {HOW_TO_GET.format(root=root)}") from None
+                                f"({type(exc).__name__}); {HOW_TO_GET.format(root=root)}{offline_hint}") from None
             return read(folder)
 
     return load
@@ -236,7 +237,8 @@ for _info in [
     DatasetInfo("cifar10", 10, 3, 32, *C10_STATS, "cifar",
                 _disk_loader("cifar-10-batches-py", lambda f: load_cifar_dataset(f, CIFAR_FILES["cifar-10-batches-py"]), "CIFAR10")),
     DatasetInfo("cifar100", 100, 3, 32, *C100_STATS, "cifar",
-                _disk_loader("cifar-100-python", lambda f: load_cifar_dataset(f, CIFAR_FILES["cifar-100-python"]), "CIFAR100")),
+                _disk_loader("cifar-100-python", lambda f: load_cifar_dataset(f, CIFAR_FILES["cifar-100-python"]), "CIFAR100",
+                             "; CIFAR-100 has no offline copy: run the table with `--dataset cifar10` instead")),
     DatasetInfo("synthetic_mnist", 10, 1, 28, (0.5,), (0.25,), "none", _synthetic_loader(10, 1, 28, 2000, 500), True),
     DatasetInfo("synthetic_cifar10", 10, 3, 32, (0.5,) * 3, (0.25,) * 3, "cifar", _synthetic_loader(10, 3, 32, 2000, 500), True),
     DatasetInfo("synthetic_cifar100", 100, 3, 32, (0.5,) * 3, (0.25,) * 3, "cifar", _synthetic_loader(100, 3, 32, 4000, 1000), True),

@@ -126,3 +126,9 @@ def test_batches_are_normalized_floats():
     x, y = next(D.iterate_batches(b.train, b.info, 100, shuffle=False, augment=False))
     assert x.dtype == torch.float32 and x.shape == (100, 1, 28, 28) and y.shape == (100,)
     assert -3 < float(x.mean()) < 3
+
+
+def test_missing_cifar100_names_the_offline_alternative(tmp_path, monkeypatch):
+    monkeypatch.setattr(D, "_download", lambda *a: (_ for _ in ()).throw(OSError("offline")))
+    with pytest.raises(D.DataError, match="--dataset cifar10"):
+        D.load_dataset("cifar100", tmp_path)
