@@ -49,6 +49,7 @@ class AttentionParams:
 class Attention(Method):
     name = "attention"
     version = "1"
+    family = "attention"
     Params = AttentionParams
     description = "SE / CBAM / BAM / GAM / GAM(gc) inserted into a ResNet, trained like the baseline"
 

@@ -22,6 +22,7 @@ class BaselineParams:
 class Baseline(Method):
     name = "baseline"
     version = "1"
+    family = "baseline"
     Params = BaselineParams
     description = "the registered model trained with cross-entropy by the profile's recipe"
 

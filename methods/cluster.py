@@ -73,6 +73,7 @@ def clustered_size_bytes(model: nn.Module, bits: int) -> int:
 class WeightClustering(Method):
     name = "cluster"
     version = "1"
+    family = "compression"
     Params = ClusterParams
     description = "k-means weight sharing (2^bits values per layer) with centroid fine-tuning"
 

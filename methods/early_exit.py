@@ -137,6 +137,7 @@ class _EarlyExitBase(Method):
 class BranchyNet(_EarlyExitBase):
     name = "branchynet"
     version = "1"
+    family = "early_exit"
     Params = BranchyNetParams
     description = "BranchyNet: side exits on a trained baseline, all exits trained jointly (evaluated at the last exit)"
 
@@ -169,6 +170,7 @@ class BranchyNet(_EarlyExitBase):
 class EarlyExit(_EarlyExitBase):
     name = "early_exit"
     version = "1"
+    family = "early_exit"
     Params = EarlyExitParams
     description = "early-exit inference of a trained branchynet cell at an entropy threshold (no training)"
 

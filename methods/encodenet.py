@@ -33,8 +33,16 @@ from suite.context import CellContext
 from suite.data import DatasetInfo, Normalizer, Split
 from suite.plots import image_grid, plot_elbow
 from suite.plugins import Method, register_method
-from suite.representatives import (CLUSTERINGS, Targets, baseline_features, choose_targets, pixel_features,
-                                   resolve_features, softmax_entropy, vgg16_features)
+from suite.representatives import (
+    CLUSTERINGS,
+    Targets,
+    baseline_features,
+    choose_targets,
+    pixel_features,
+    resolve_features,
+    softmax_entropy,
+    vgg16_features,
+)
 from suite.spec import CellSpec
 
 TARGETS_FILE = "targets.pt"
@@ -268,6 +276,7 @@ class EncodeNetAutoencoder(EncodeNetStage):
 class EncodeNet(EncodeNetStage):
     name = "encodenet"
     version = "1"
+    family = "training"
     Params = EncodeNetParams
     description = "EncodeNet: frozen converting-autoencoder encoder + the baseline's classification layers"
 

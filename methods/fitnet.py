@@ -46,6 +46,7 @@ def hint_index(params: FitNetParams, num_stages: int) -> int:
 class FitNet(Distiller):
     name = "fitnet"
     version = "1"
+    label = "FitNet"
     Params = FitNetParams
     description = "hint-based distillation: a middle stage regressed onto the teacher's"
 

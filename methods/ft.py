@@ -89,6 +89,7 @@ class FTModules(nn.Module):
 class FT(Distiller):
     name = "ft"
     version = "1"
+    label = "FT (factor transfer)"
     Params = FTParams
     description = "factor transfer: paraphrased teacher factors matched by a student translator"
 

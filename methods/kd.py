@@ -32,6 +32,7 @@ class KDParams(TeacherParams):
 class KD(Distiller):
     name = "kd"
     version = "1"
+    label = "KD (Hinton)"
     Params = KDParams
     description = "Hinton knowledge distillation: softened teacher logits (T^2-scaled KL) + CE"
 

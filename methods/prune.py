@@ -60,6 +60,7 @@ def prune_to(model: nn.Module, target: float, scope: str) -> None:
 class MagnitudePruning(Method):
     name = "prune"
     version = "1"
+    family = "compression"
     Params = PruneParams
     description = "unstructured magnitude pruning (constant or gradual) with fine-tuning"
 

@@ -63,6 +63,7 @@ def int8_model(model: nn.Module, p: QuantizeParams, info, prepared_hook=None) ->
 class Quantization(Method):
     name = "quantize"
     version = "1"
+    family = "compression"
     Params = QuantizeParams
     description = "int8 quantization: dynamic, static (FX, calibrated) or quantization-aware training"
     inference_device = "cpu"

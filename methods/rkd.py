@@ -47,6 +47,7 @@ class RKDParams(TeacherParams):
 class RKD(Distiller):
     name = "rkd"
     version = "1"
+    label = "RKD"
     Params = RKDParams
     description = "relational KD: distance- and angle-wise structure of penultimate embeddings"
 

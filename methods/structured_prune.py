@@ -30,6 +30,7 @@ class StructuredPruneParams:
 class StructuredPruning(Method):
     name = "structured_prune"
     version = "1"
+    family = "compression"
     Params = StructuredPruneParams
     description = "channel pruning with Torch-Pruning (L2 magnitude), then fine-tuning"
 

@@ -21,7 +21,7 @@ from suite.registry import UnknownNameError
 from suite.report import records_path, render
 from suite.runner import Runner
 from suite.store import Store
-from suite.tables import Table, TableOptions, TableRow, discover_tables, get_table, seed_specs
+from suite.tables import Table, TableOptions, TableRow, discover_tables, get_table, seed_specs, select_methods
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="cells trained in parallel (worker processes or Ray tasks)")
     p.add_argument("--address", default=None, help="with --executor ray: an existing cluster (default: start a local Ray)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per cell (default: cores / jobs)")
+    p.add_argument("--methods", default=None, metavar="LIST",
+                   help="rows by method: +NAME adds, -NAME removes (write --methods=-NAME), NAME,NAME replaces; "
+                        "NAME[key=value;...] sets its params; for --table compare the list of methods to put side by "
+                        "side (the first is the reference)")
+    p.add_argument("--model", default=None, help="the model of --table compare")
+    p.add_argument("--teacher", default=None, help="the teacher model of distillers in --table compare")
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
                    help="a table option, e.g. --opt pairs=resnet56:resnet20 for `kd` (see --list)")
     p.add_argument("--slo-ms", type=float, default=None,
@@ -125,7 +131,7 @@ class TablePlan:
 
 def plan_table(runner: Runner, table: Table, opts: TableOptions) -> TablePlan:
     table.check_options(opts)
-    rows = table.rows(opts)
+    rows = select_methods(table, opts, table.rows(opts))
     specs_by_row = [seed_specs([row], opts.seeds) for row in rows]
     return TablePlan(table, rows, runner.planner.rows(specs_by_row), runner.plan([s for ss in specs_by_row for s in ss]))
 
@@ -191,7 +197,8 @@ def table_options(args) -> tuple[list[Table], TableOptions]:
     PROFILES.get(args.profile)
     if args.dataset:
         DATASETS.get(args.dataset)
-    names = discover_tables().names() if args.table == "all" else [t.strip() for t in args.table.split(",") if t.strip()]
+    names = [n for n in discover_tables().names() if not discover_tables().get(n).methods_are_rows] \
+        if args.table == "all" else [t.strip() for t in args.table.split(",") if t.strip()]  # `all`: the paper tables
     tables = [get_table(n) for n in names]
     extra = {}
     for item in args.opt:
@@ -207,7 +214,8 @@ def table_options(args) -> tuple[list[Table], TableOptions]:
         raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
     if args.from_records and not args.render_only:
         raise ValueError("--from-records only renders: use it with --render-only")
-    return tables, TableOptions(profile=args.profile, seeds=args.seeds, dataset=args.dataset, extra=extra)
+    return tables, TableOptions(profile=args.profile, seeds=args.seeds, dataset=args.dataset, extra=extra,
+                                methods=args.methods, model=args.model, teacher=args.teacher)
 
 
 def make_runner(args) -> tuple[Runner, int]:

@@ -37,6 +37,7 @@ class TeacherParams:
 
 class Distiller(Method):
     Params = TeacherParams
+    family = "distiller"
 
     def requires(self, spec: CellSpec, params: Any) -> dict[str, CellSpec]:
         if params.teacher_checkpoint:

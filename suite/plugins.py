@@ -36,6 +36,18 @@ if TYPE_CHECKING:
     from suite.spec import CellSpec
 
 
+# A family's contract (README, "Add a method"): what a member needs and which table shows every member.
+FAMILIES = {
+    "baseline": "trains the registered model as it is (the reference of every other family)",
+    "distiller": "a student trained with a teacher's help: on suite.distill.Distiller, Params with `teacher`; table `kd`",
+    "compression": "starts from the trained `baseline` cell of its model (requires it) and makes it smaller or faster; "
+                   "table `compression`",
+    "attention": "changes a ResNet's blocks and trains it like the baseline; table `attention`",
+    "training": "changes how the same architecture is trained (EncodeNet, label smoothing, mixup, ...)",
+    "early_exit": "adds exits to a trained baseline and decides per input where to leave; table `edge`",
+}
+
+
 class PluginError(TypeError):
     """A plugin breaks the contract; raised at registration, naming the plugin."""
 
@@ -50,6 +62,8 @@ class Method:
     version: ClassVar[str] = "1"
     Params: ClassVar[type] = NoParams
     description: ClassVar[str] = ""
+    family: ClassVar[str] = ""  # what kind of method it is (FAMILIES); "" = an internal stage, shown by no family table
+    label: ClassVar[str] = ""  # its name in tables (default: its registry name)
     inference_device: ClassVar[str | None] = None  # e.g. "cpu" for int8 models that only run there
     inference_precision: ClassVar[str | None] = None  # e.g. "fp32" for int8 models; None = the cell's precision
     classifies: ClassVar[bool] = True  # False: an intermediate stage; run() may return None
@@ -106,6 +120,8 @@ def _validate(name: str, cls: Any) -> None:
         raise PluginError(f"{where} breaks the contract: every Params field needs a default ({exc})") from None
     if not isinstance(cls.version, str) or not cls.version:
         raise PluginError(f"{where} breaks the contract: version must be a non-empty string")
+    if cls.family and cls.family not in FAMILIES:
+        raise PluginError(f"{where} breaks the contract: family {cls.family!r} is not one of {', '.join(FAMILIES)}")
 
 
 METHODS: Registry[type[Method]] = Registry("method", validate=_validate)
@@ -137,3 +153,13 @@ def discover_methods() -> Registry[type[Method]]:
 
 def get_method(name: str) -> Method:
     return discover_methods().get(name)()
+
+
+def family_members(family: str, first: tuple[str, ...] = ()) -> list[str]:
+    """Registered methods of a family in a stable order: `first` (a table's paper order) then the others by name."""
+    members = [n for n in discover_methods().names() if METHODS.get(n).family == family]
+    return [n for n in first if n in members] + [n for n in members if n not in first]
+
+
+def display_name(name: str) -> str:
+    return METHODS.get(name).label or name

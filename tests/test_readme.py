@@ -11,10 +11,14 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_readme_plugin_example_registers_and_trains(tmp_path):
-    code = re.search(r"```python\n(.*?)```", README.read_text(), re.S).group(1)
+    plugin, test = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)[:2]
     discover_methods()
     if "label_smoothing" not in METHODS:
-        exec(compile(code, "README.md", "exec"), {})
+        exec(compile(plugin, "README.md", "exec"), {})
+    assert METHODS.get("label_smoothing").family == "training"
+    namespace = {}
+    exec(compile(test, "README.md", "exec"), namespace)  # the README's own test of the plugin, run as written
+    namespace["test_label_smoothing_trains"](tmp_path / "readme_test")
     runner = Runner(Store(tmp_path / "s.sqlite"), tmp_path / "a", device="cpu", progress=False, log=lambda *_: None)
     cells = runner.plan([CellSpec.make("label_smoothing", "lenet5", "synthetic_mnist", "smoke",
                                        params={"smoothing": 0.2})])

@@ -26,6 +26,9 @@ class TableOptions:
     seeds: int = 1
     dataset: str | None = None  # run the table on another dataset of the same kind (e.g. cifar10 for cifar100)
     extra: dict[str, Any] = field(default_factory=dict, hash=False)
+    methods: str | None = None  # --methods: rows added, removed or chosen (see select_methods)
+    model: str | None = None  # --model: the model of the `compare` table
+    teacher: str | None = None  # --teacher: the teacher of distillers in the `compare` table
 
     def __post_init__(self) -> None:
         if self.seeds < 1:
@@ -52,6 +55,8 @@ class Table:
     options: ClassVar[frozenset[str]] = frozenset()  # the `--opt KEY=VALUE` keys this table understands
     options_help: ClassVar[str] = ""
     columns: ClassVar[list[str] | None] = None  # result columns to show, in order (None: suite.columns.DEFAULT)
+    family: ClassVar[str | None] = None  # a family table shows every registered method of this family
+    methods_are_rows: ClassVar[bool] = False  # True: --methods is the table's row list (compare), not a change
     relative: ClassVar[list["Relative"]] = []  # columns computed against each group's reference row
 
     def finalize(self, frame: "pd.DataFrame") -> "pd.DataFrame":
@@ -60,6 +65,18 @@ class Table:
 
     def rows(self, opts: TableOptions) -> list[TableRow]:
         raise NotImplementedError
+
+    def method_rows(self, opts: TableOptions, method: str, params: dict[str, Any]) -> list[TableRow]:
+        """The row(s) `method` with `params` gets in this table (family tables; `--methods +NAME`)."""
+        raise ValueError(f"table {self.name!r} has a fixed set of rows: use --table compare --methods ... to put "
+                         f"{method!r} beside others")
+
+    def family_rows(self, opts: TableOptions, shown: set[str], first: tuple[str, ...] = ()) -> list[TableRow]:
+        """A row (default params) for every registered member of the table's family not in `shown`."""
+        from suite.plugins import family_members
+
+        return [row for name in family_members(self.family, first) if name not in shown
+                for row in self.method_rows(opts, name, {})] if self.family else []
 
     def check_options(self, opts: TableOptions) -> None:
         unknown = set(opts.extra) - self.options
@@ -110,3 +127,105 @@ def get_table(name: str) -> Table:
 def seed_specs(rows: list[TableRow], seeds: int) -> list[CellSpec]:
     return [row.spec.with_(seed=s) for row in rows if row.spec is not None
             for s in range(1 if row.single_seed else seeds)]
+
+
+def method_label(name: str, params: dict[str, Any] | None = None) -> str:
+    """A method's row label: its display name, and the params set on the command line."""
+    from suite.plugins import display_name
+
+    return display_name(name) + (f" [{'; '.join(f'{k}={v}' for k, v in params.items())}]" if params else "")
+
+
+@dataclass(frozen=True)
+class MethodChoice:
+    op: str  # "+" add, "-" remove, "=" part of a replacement list
+    name: str
+    params: dict[str, Any] | None  # None: the method's rows as the table has them (or its defaults)
+
+
+def _value(text: str) -> Any:
+    """`key=value` values: int, float, true/false, else the string."""
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def parse_methods(text: str) -> list[MethodChoice]:
+    """`+NAME[,+NAME...]` adds, `-NAME` removes, `NAME,NAME` replaces; `NAME[key=value;...]` sets params."""
+    import re
+
+    items, depth, current = [], 0, ""
+    for ch in text:  # split on commas outside brackets
+        depth += {"[": 1, "]": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            items.append(current)
+            current = ""
+        else:
+            current += ch
+    items.append(current)
+    choices = []
+    for item in (i.strip() for i in items):
+        m = re.fullmatch(r"([+-]?)([A-Za-z_][\w:.-]*)(?:\[([^\[\]]*)\])?", item)
+        if not m:
+            raise ValueError(f"--methods: cannot read {item!r}; use NAME, +NAME, -NAME or NAME[key=value;...]")
+        params = None
+        if m.group(3) is not None:
+            pairs = [p.partition("=") for p in m.group(3).split(";") if p.strip()]
+            if any(not sep or not k.strip() for k, sep, _ in pairs):
+                raise ValueError(f"--methods: parameters of {m.group(2)!r} take key=value;key=value, got {m.group(3)!r}")
+            params = {k.strip(): _value(v.strip()) for k, _, v in pairs}
+        if m.group(1) == "-" and params is not None:
+            raise ValueError(f"--methods: -{m.group(2)} removes rows and takes no parameters")
+        choices.append(MethodChoice(m.group(1) or "=", m.group(2), params))
+    if len({c.op == "=" for c in choices}) > 1:
+        raise ValueError("--methods: either replace the list (NAME,NAME) or change it (+NAME,-NAME), not both")
+    return choices
+
+
+def check_choice(table: Table, choice: MethodChoice) -> MethodChoice:
+    """One line, before anything trains: an unknown method, one of another family, or bad parameters. Returns
+    the choice with its values in the types of the method's defaults (2 -> 2.0 for a float), so the same
+    setting always makes the same cell key."""
+    import dataclasses
+
+    from suite.plugins import get_method
+
+    method = get_method(choice.name)
+    if table.family and method.family != table.family and choice.op != "-":
+        kind = f"a {method.family} method" if method.family else "an internal stage"
+        raise ValueError(f"--methods: {choice.name!r} is {kind}; table {table.name!r} shows {table.family} methods")
+    if not choice.params:
+        return choice
+    method.make_params(choice.params)  # unknown names fail here, naming the valid ones
+    defaults = method.Params()
+    typed = {k: float(v) if isinstance(getattr(defaults, k), float) and isinstance(v, int) else v
+             for k, v in choice.params.items()}
+    method.make_params(typed)
+    return dataclasses.replace(choice, params=typed)
+
+
+def select_methods(table: Table, opts: TableOptions, rows: list[TableRow]) -> list[TableRow]:
+    """The table's rows after `--methods`: rows with a role (reference, teacher) always stay."""
+    if not opts.methods or table.methods_are_rows:
+        return rows
+    choices = [check_choice(table, c) for c in parse_methods(opts.methods)]
+
+    def of(name: str) -> list[TableRow]:
+        return [r for r in rows if r.spec is not None and r.spec.method == name and not r.role]
+
+    if choices[0].op == "=":
+        kept = [r for r in rows if r.role]
+        for c in choices:
+            kept += of(c.name) if c.params is None and of(c.name) else table.method_rows(opts, c.name, c.params or {})
+        return kept
+    for c in choices:
+        if c.op == "-":
+            if not of(c.name):
+                raise ValueError(f"--methods: table {table.name!r} has no {c.name!r} row to remove")
+            rows = [r for r in rows if r not in of(c.name)]
+        else:
+            rows = rows + table.method_rows(opts, c.name, c.params or {})
+    return rows

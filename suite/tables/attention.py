@@ -13,7 +13,7 @@ from suite import columns as C
 from suite.plugins import METHODS, discover_methods
 from suite.reference import reported
 from suite.spec import CellSpec
-from suite.tables import Table, TableOptions, TableRow, register_table
+from suite.tables import Table, TableOptions, TableRow, method_label, register_table
 
 ROWS = [(None, "ResNet", "resnet50"), ("se", "+ SE", "resnet50_se"), ("bam", "+ BAM", "resnet50_bam"),
         ("cbam", "+ CBAM", "resnet50_cbam"), ("gam", "+ GAM", "resnet50_gam"), ("gam_gc", "+ GAM (gc)", "resnet50_gam_gc"),
@@ -52,10 +52,22 @@ class AttentionTable(Table):
                C.TOP1, C.N, C.VERDICT_DELTA, C.VERDICT, C.REPORTED, C.DELTA_REPORTED, C.TRAIN_COST]
     relative = C.verdict_columns()  # every mechanism against the plain ResNet
 
+    family = "attention"
+
+    def setting(self, opts: TableOptions) -> tuple[str, str]:
+        model, dataset = TRAINED.get(opts.profile, TRAINED["cpu"])
+        return model, opts.dataset or dataset
+
+    def method_rows(self, opts: TableOptions, method: str, params: dict) -> list[TableRow]:
+        """Another attention method (or mechanism) in the same ResNet, trained by the same recipe."""
+        model, dataset = self.setting(opts)
+        text = "+ " + method_label(method, params)
+        return [TableRow({"Architecture": text}, CellSpec.make(method, model, dataset, opts.profile, params=params),
+                         extra={"ResNet-50/CIFAR-100 params (ours)": "—", "Params (reported)": "—"})]
+
     def rows(self, opts: TableOptions) -> list[TableRow]:
         discover_methods()
-        model, dataset = TRAINED.get(opts.profile, TRAINED["cpu"])
-        dataset = opts.dataset or dataset
+        model, dataset = self.setting(opts)
         rows = []
         for mechanism, label, ref_row in ROWS:
             role = "reference" if mechanism is None else ""
@@ -73,7 +85,7 @@ class AttentionTable(Table):
                 [top1] if top1 and same_setting else [],
                 {"ResNet-50/CIFAR-100 params (ours)": f"{resnet50_cifar100_params(mechanism) / 1e6:.2f} M",
                  "Params (reported)": f"{params.value:.2f} M" if params else "—"}, role=role))
-        return rows
+        return rows + self.family_rows(opts, {"attention"})
 
     def notes(self, opts: TableOptions) -> list[str]:
         model, dataset = TRAINED.get(opts.profile, TRAINED["cpu"])

@@ -10,7 +10,7 @@ from suite import columns as C
 from suite.columns import Relative
 from suite.reference import reported
 from suite.spec import CellSpec
-from suite.tables import Table, TableOptions, TableRow, register_table
+from suite.tables import Table, TableOptions, TableRow, method_label, register_table
 
 TEMPERATURES = (1, 2, 4, 6, 7, 8, 10, 20)
 
@@ -29,20 +29,34 @@ class CompressionTable(Table):
                 Relative("Test-set speed-up", "_test_set_seconds", "ratio", template="{:.2f}×", missing="n/a")] \
         + C.verdict_columns(("_student",), ("reference", "student"))  # KD rows against the student alone
 
+    family = "compression"
+
+    @staticmethod
+    def cell(opts: TableOptions, method: str, model: str = "lenet5", **params) -> CellSpec:
+        return CellSpec.make(method, model, opts.dataset or "mnist", opts.profile, params=params, protocol="compression")
+
+    @staticmethod
+    def row(opts: TableOptions, label: str, spec: CellSpec, ref_row: str | None = None, table: str = "TII",
+            role: str = "", student: bool = False) -> TableRow:
+        refs = {c: reported("compression", table, ref_row, c) for c in ("top1", "size", "test_set_seconds")} \
+            if ref_row and (opts.dataset or "mnist") == "mnist" else {}
+        return TableRow({"Model": label}, spec, [refs["top1"]] if refs.get("top1") else [],
+                        {"Reported size (as printed)": f"{refs['size'].value:g}" if refs.get("size") else "—",
+                         "Reported test-set time (s)": f"{refs['test_set_seconds'].value:g}"
+                         if refs.get("test_set_seconds") else "—", "_student": student}, role=role)
+
+    def method_rows(self, opts: TableOptions, method: str, params: dict) -> list[TableRow]:
+        """A compression method at `params` (its defaults when empty), from the same baseline LeNet-5."""
+        text = method_label(method, params)
+        return [self.row(opts, text, self.cell(opts, method, **params))]
+
     def rows(self, opts: TableOptions) -> list[TableRow]:
-        dataset = opts.dataset or "mnist"
-
+        """The paper's operating points, then every other registered compression method at its defaults."""
         def cell(method: str, model: str = "lenet5", **params) -> CellSpec:
-            return CellSpec.make(method, model, dataset, opts.profile, params=params, protocol="compression")
+            return self.cell(opts, method, model, **params)
 
-        def row(label: str, spec: CellSpec, ref_row: str | None = None, table: str = "TII", role: str = "",
-                student: bool = False) -> TableRow:
-            refs = {c: reported("compression", table, ref_row, c) for c in ("top1", "size", "test_set_seconds")} \
-                if ref_row and dataset == "mnist" else {}
-            return TableRow({"Model": label}, spec, [refs["top1"]] if refs.get("top1") else [],
-                            {"Reported size (as printed)": f"{refs['size'].value:g}" if refs.get("size") else "—",
-                             "Reported test-set time (s)": f"{refs['test_set_seconds'].value:g}"
-                             if refs.get("test_set_seconds") else "—", "_student": student}, role=role)
+        def row(*args, **kw) -> TableRow:
+            return self.row(opts, *args, **kw)
 
         rows = [
             row("Baseline LeNet-5", cell("baseline"), "baseline", role="reference"),
@@ -59,7 +73,7 @@ class CompressionTable(Table):
         ]
         rows += [row(f"KD → half-width, T = {t}", cell("kd", "lenet5_half", teacher="lenet5", temperature=float(t)),
                      student=True) for t in TEMPERATURES]
-        return rows
+        return rows + self.family_rows(opts, {"prune", "structured_prune", "quantize", "cluster"})
 
     def notes(self, opts: TableOptions) -> list[str]:
         return [

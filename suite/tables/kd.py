@@ -7,19 +7,18 @@ once and shared); the train-cost column counts the teacher too, because a fair r
 from __future__ import annotations
 
 from suite import columns as C
-from suite.plugins import METHODS, discover_methods
+from suite.plugins import discover_methods
 from suite.profiles import teacher_protocol
 from suite.reference import reported
 from suite.spec import CellSpec
-from suite.tables import Table, TableOptions, TableRow, register_table
+from suite.tables import Table, TableOptions, TableRow, method_label, register_table
 from suite.tables.baselines import MODEL_LABELS, label
 
 PAPER_PAIRS = [("resnet110", "resnet32"), ("vgg16", "vgg8")]  # EncodeNet Table 4
 CPU_PAIRS = [("resnet56", "resnet20")]  # an mdistiller pair a 2-core machine can train (ResNet110 runs ~60 img/s)
 # CIFAR-100 figures for the same pair and method, the first one found is the one Δ compares with.
 REPORTED_SOURCES = [("encodenet", "T4"), ("repdistiller", "README"), ("mdistiller", "README")]
-METHOD_ROWS = [("teacher", "Teacher (baseline)"), ("student", "Student baseline"), ("kd", "KD (Hinton)"),
-               ("rkd", "RKD"), ("fitnet", "FitNet"), ("ft", "FT (factor transfer)"), ("encodenet", "EncodeNet (no teacher)")]
+PAPER_DISTILLERS = ("kd", "rkd", "fitnet", "ft")  # EncodeNet Table 4's order; other registered distillers follow
 
 
 def parse_pairs(text: str) -> list[tuple[str, str]]:
@@ -44,6 +43,7 @@ class KDTable(Table):
     description = ("Students distilled from a teacher by KD, RKD, FitNet and FT, beside the student trained alone "
                    "under the same recipe; EncodeNet uses no teacher.")
     pivot = ("Method", "Pair")
+    family = "distiller"
     columns = C.DEFAULT + [C.VERDICT_DELTA, C.VERDICT]
     relative = C.verdict_columns(group_by=("Pair",))  # every row against the student trained alone
     options = frozenset({"pairs"})
@@ -55,29 +55,39 @@ class KDTable(Table):
             return parse_pairs(opts.extra["pairs"])
         return PAPER_PAIRS if opts.profile == "paper" else CPU_PAIRS
 
+    def row(self, opts: TableOptions, teacher: str, student: str, method: str, text: str, spec: CellSpec,
+            **kw) -> TableRow:
+        dataset = opts.dataset or "cifar100"
+        refs = [reported(*source, method, f"{teacher}_{student}") for source in REPORTED_SOURCES] \
+            if dataset == "cifar100" else []
+        pair = f"{label(teacher, MODEL_LABELS)} → {label(student, MODEL_LABELS)}"
+        return TableRow({"Method": text, "Pair": pair}, spec, [r for r in refs if r], **kw)
+
+    def method_rows(self, opts: TableOptions, method: str, params: dict) -> list[TableRow]:
+        """A distiller's row in every pair (its teacher is the pair's, unless `params` name another)."""
+        dataset = opts.dataset or "cifar100"
+        text = method_label(method, params)
+        return [self.row(opts, teacher, student, method, text,
+                         CellSpec.make(method, student, dataset, opts.profile, params={"teacher": teacher, **params},
+                                       protocol="mdistiller"))
+                for teacher, student in self.pairs(opts)]
+
     def rows(self, opts: TableOptions) -> list[TableRow]:
+        """Teacher and student of every pair, every registered distiller (the paper's four first), EncodeNet."""
         discover_methods()
         dataset = opts.dataset or "cifar100"
-        rows = []
-        for teacher, student in self.pairs(opts):
-            pair = f"{label(teacher, MODEL_LABELS)} → {label(student, MODEL_LABELS)}"
-            ref_column = f"{teacher}_{student}"
-            for method, row_label in METHOD_ROWS:
-                model = teacher if method == "teacher" else student
-                if method == "teacher":  # what every distiller row's teacher dependency is (suite/distill.py)
-                    spec = CellSpec.make("baseline", model, dataset, opts.profile, protocol=teacher_protocol("mdistiller"))
-                elif method == "student":
-                    spec = CellSpec.make("baseline", model, dataset, opts.profile, protocol="mdistiller")
-                elif method in METHODS:
-                    params = {} if method == "encodenet" else {"teacher": teacher}
-                    spec = CellSpec.make(method, student, dataset, opts.profile, params=params, protocol="mdistiller")
-                else:
-                    spec = None
-                refs = [reported(*source, method, ref_column) for source in REPORTED_SOURCES] if dataset == "cifar100" else []
-                role = {"teacher": "teacher", "student": "reference"}.get(method, "")
-                rows.append(TableRow({"Method": row_label, "Pair": pair}, spec, [r for r in refs if r], role=role,
-                                     single_seed=method == "teacher"))
-        return rows
+
+        def fixed(method: str, text: str, model_of, protocol: str, **kw) -> list[TableRow]:
+            return [self.row(opts, t, s, method, text, CellSpec.make(model_of[0], model_of[1](t, s), dataset,
+                                                                     opts.profile, protocol=protocol), **kw)
+                    for t, s in self.pairs(opts)]
+
+        # the teacher row is what every distiller's teacher dependency is (suite/distill.py)
+        return (fixed("teacher", "Teacher (baseline)", ("baseline", lambda t, s: t), teacher_protocol("mdistiller"),
+                      role="teacher", single_seed=True)
+                + fixed("student", "Student baseline", ("baseline", lambda t, s: s), "mdistiller", role="reference")
+                + self.family_rows(opts, set(), first=PAPER_DISTILLERS)
+                + fixed("encodenet", "EncodeNet (no teacher)", ("encodenet", lambda t, s: s), "mdistiller"))
 
     def summary_lines(self, rows, lines):
         """Each pair's teacher and student accuracies, and a warning where the teacher is not the better one."""

@@ -1,0 +1,70 @@
+"""Table `compare`: any registered methods side by side on one model and dataset, by the same recipe and
+seeds, with the standard columns and a verdict of every row against the first.
+
+    python run_all.py --table compare --methods baseline,kd,label_smoothing --model resnet20 --dataset cifar10 \\
+        --teacher resnet56
+"""
+from __future__ import annotations
+
+from suite import columns as C
+from suite.plugins import get_method
+from suite.spec import CellSpec
+from suite.tables import (
+    MethodChoice,
+    Table,
+    TableOptions,
+    TableRow,
+    check_choice,
+    method_label,
+    parse_methods,
+    register_table,
+)
+from suite.tables.baselines import MODEL_LABELS, label
+
+
+@register_table
+class CompareTable(Table):
+    name = "compare"
+    title = "Methods side by side"
+    description = ("The methods named by --methods, each trained on the same model, data, recipe and seeds; every row is "
+                   "compared with the first (difference of mean top-1, Welch 95 % interval, verdict).")
+    columns = C.DEFAULT + [C.VERDICT_DELTA, C.VERDICT]
+    relative = C.verdict_columns()
+    methods_are_rows = True  # --methods is this table's list of rows, not a change to it
+
+    def choices(self, opts: TableOptions) -> list[MethodChoice]:
+        if not opts.model:
+            raise ValueError("table 'compare' needs --model NAME (and --methods NAME,NAME,...)")
+        if not opts.model.startswith("timm:"):
+            from baselines import MODELS
+
+            MODELS.get(opts.model)  # an unknown model fails here, in one line
+        if not opts.methods:
+            raise ValueError("table 'compare' needs --methods NAME,NAME,... (the first is the reference)")
+        choices = parse_methods(opts.methods)
+        if any(c.op != "=" for c in choices):
+            raise ValueError("table 'compare' takes a list of methods (NAME,NAME[key=value],...), not +NAME / -NAME")
+        return [check_choice(self, c) for c in choices]
+
+    def rows(self, opts: TableOptions) -> list[TableRow]:
+        dataset = opts.dataset or "cifar10"
+        rows, teacher_shown = [], False
+        for i, choice in enumerate(self.choices(opts)):
+            params = dict(choice.params or {})
+            if get_method(choice.name).family == "distiller" and not params.get("teacher_checkpoint"):
+                if "teacher" not in params:
+                    if not opts.teacher:
+                        raise ValueError(f"--methods {choice.name!r} is a distiller: give --teacher MODEL")
+                    params["teacher"] = opts.teacher
+                if not teacher_shown:  # the teacher the distillers learn from, for the reader (its own cell)
+                    rows.append(TableRow({"Method": f"Teacher {label(params['teacher'], MODEL_LABELS)} (baseline)"},
+                                         CellSpec.make("baseline", params["teacher"], dataset, opts.profile), role="teacher"))
+                    teacher_shown = True
+            text = method_label(choice.name, choice.params)
+            rows.append(TableRow({"Method": text}, CellSpec.make(choice.name, opts.model, dataset, opts.profile,
+                                                                 params=params), role="reference" if i == 0 else ""))
+        return rows
+
+    def notes(self, opts: TableOptions) -> list[str]:
+        return [f"Model {opts.model} on {opts.dataset or 'cifar10'}; every method trains by the profile's recipe for that "
+                "kind of data; a distiller's teacher is the `baseline` cell of --teacher (train cost includes it)."]

@@ -1,0 +1,107 @@
+"""A new method reaches a table without touching the suite: families, --methods, the `compare` table."""
+import re
+
+import pytest
+
+from suite.cli import main
+from suite.plugins import METHODS
+
+
+def cli(run_dir, *args):
+    return main(["--out", str(run_dir["out"]), "--store", str(run_dir["store"]), "--quiet", *args])
+
+
+# A distiller written from the README alone, shipped as its own package with a `suite.methods` entry point.
+OUT_OF_TREE = '''
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+
+from suite.distill import Distiller, TeacherParams
+
+
+@dataclass(frozen=True)
+class LogitMatchParams(TeacherParams):
+    weight: float = 1.0
+
+
+class LogitMatch(Distiller):
+    name = "logit_match"
+    version = "1"
+    Params = LogitMatchParams
+
+    def loss_terms(self, params, s, t, y, extra):
+        return {"logit_mse": params.weight * F.mse_loss(s.logits, t.logits)}
+'''
+
+
+@pytest.fixture
+def out_of_tree_package(tmp_path, monkeypatch):
+    """`pip install`-equivalent of a package `logit_match_plugin` (module + dist-info entry point) on sys.path;
+    the registry is restored afterwards so other tests do not see the plugin."""
+    import suite.plugins as P
+
+    site = tmp_path / "site"
+    (site / "logit_match_plugin").mkdir(parents=True)
+    (site / "logit_match_plugin" / "__init__.py").write_text(OUT_OF_TREE)
+    info = site / "logit_match_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: logit-match-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[suite.methods]\nlogit_match = logit_match_plugin:LogitMatch\n")
+    monkeypatch.syspath_prepend(str(site))
+    P.discover_methods()
+    monkeypatch.setattr(P.METHODS, "_items", dict(P.METHODS._items))  # registrations below are undone after
+    monkeypatch.setattr(P, "_discovered", False)
+    yield
+
+
+def test_an_out_of_tree_distiller_appears_in_the_kd_table_and_trains(run_dir, out_of_tree_package, capsys):
+    args = ["--table", "kd", "--profile", "smoke", "--dataset", "synthetic_cifar100", "--opt", "pairs=resnet8:resnet8"]
+    assert cli(run_dir, *args) == 0
+    assert "logit_match" in METHODS
+    row = next(line for line in (run_dir["out"] / "kd.md").read_text().splitlines() if line.startswith("| logit_match"))
+    assert re.search(r"\| \d+\.\d\d +\| 1 ", row), row  # trained: a top-1 and n = 1
+    assert cli(run_dir, *args, "--methods=-logit_match") == 0  # and leave it out (`=`: argparse reads "-x" as an option)
+    assert "| logit_match" not in (run_dir["out"] / "kd.md").read_text()
+
+
+def test_methods_add_remove_and_replace_rows(run_dir, capsys):
+    base = ["--table", "kd", "--profile", "smoke", "--dataset", "synthetic_cifar100", "--opt", "pairs=resnet8:resnet8",
+            "--dry-run"]
+    assert cli(run_dir, *base, "--methods=-rkd,-fitnet,-ft,+kd[temperature=2]") == 0
+    plan = capsys.readouterr().out
+    assert "rkd[" not in plan and "fitnet[" not in plan and "kd[teacher=resnet8,temperature=2.0]" in plan
+    assert cli(run_dir, *base, "--methods", "kd") == 0  # a list replaces the rows; teacher and student stay
+    plan = capsys.readouterr().out
+    assert re.findall(r"  (\w+)(?:\[.*?\])?/resnet8/", plan) == ["baseline", "baseline", "kd"]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--table", "kd", "--methods", "+nosuch"], "unknown method 'nosuch'; valid: "),
+    (["--table", "kd", "--methods", "+prune"], "'prune' is a compression method; table 'kd' shows distiller methods"),
+    (["--table", "kd", "--methods", "+kd[temperature]"], "parameters of 'kd' take key=value"),
+    (["--table", "kd", "--methods", "+kd,rkd"], "either replace the list"),
+    (["--table", "kd", "--methods", "kd[[x=1]]"], "cannot read"),
+    (["--table", "kd", "--methods", "+kd[temprature=2]"], "no parameter.*temprature.*valid: "),
+    (["--table", "compression", "--methods", "+prune[sparsity=1.5]"], "sparsity must be in"),
+    (["--table", "compare", "--methods", "baseline,kd"], "table 'compare' needs --model"),
+    (["--table", "compare", "--model", "lenet5", "--methods", "baseline,kd"], "'kd' is a distiller: give --teacher"),
+])
+def test_bad_methods_give_one_line_before_anything_trains(run_dir, capsys, args, needle):
+    assert cli(run_dir, *args, "--profile", "smoke", "--dataset", "synthetic_cifar100") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(needle, err), err
+    assert not (run_dir["out"] / "kd.md").exists()  # nothing ran, nothing was written
+
+
+@pytest.mark.parametrize("teacher", [[], ["--teacher", "lenet5"]])
+def test_compare_puts_methods_side_by_side_with_a_verdict_against_the_first(run_dir, capsys, teacher):
+    methods = "baseline,kd" if teacher else "baseline,prune[sparsity=0.5]"
+    assert cli(run_dir, "--table", "compare", "--methods", methods, "--model", "lenet5", "--dataset", "synthetic_mnist",
+               "--profile", "smoke", "--seeds", "2", *teacher) == 0
+    md = (run_dir["out"] / "compare.md").read_text()
+    rows = [line for line in md.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert rows[0].startswith("| baseline ") and ("| KD (Hinton) " in md if teacher else "| prune [sparsity=0.5] " in md)
+    assert all("pending" not in r and "failed" not in r for r in rows)
+    assert re.search(r"\| (better|worse|within noise) ", rows[-1]), rows[-1]  # 2 seeds each side: a verdict
+    assert (run_dir["out"] / "compare_accuracy_vs_params.png").exists()
