@@ -174,7 +174,11 @@ def render_only(runner: Runner, plan: TablePlan, args, opts: TableOptions) -> in
         md, _ = render(plan.table, opts, plan.rows, plan.row_cells, merged, args.out, runner.artifacts)
         found = sum(bool(merged.get(c.key)) for cells in plan.row_cells for c in cells)
     print(f"{plan.table.name}: rendered from the store and {added} published records -> {md}")
-    if records and not found:  # keys hash the data and the precision: say why nothing matched
+    missing = sorted({c.spec.dataset for cells in plan.row_cells for c in cells if c.data_fingerprint is None})
+    if records and missing:  # keys hash the data's fingerprint: without the files no record can match
+        print(f"{plan.table.name}: {', '.join(missing)} not found under {args.data_dir or default_data_dir()}: cell keys "
+              "hash the data's fingerprint, so published records cannot be matched to those rows; give --data-dir")
+    elif records and not found:  # keys hash the precision too: say why nothing matched
         numerics = sorted({(r.get("env") or {}).get("numerics", "?") for r in records})
         print(f"{plan.table.name}: no published record matches this run's cells (they were made with numerics "
               f"{', '.join(numerics)}, this run plans {runner.precision}, data {args.data_dir or default_data_dir()}): "

@@ -218,3 +218,15 @@ def test_import_records_adds_matching_cells_and_never_stale_or_stored_ones(run_d
     assert "imported 2, already in the store 0, stale 0" in capsys.readouterr().out
     assert cli({"out": tmp_path / "out2", "store": fresh}, *args) == 0
     assert "trained 0, cached 2" in capsys.readouterr().out  # the campaign goes on without retraining
+
+
+def test_from_records_without_the_data_says_why_rows_are_pending(run_dir, tmp_path, capsys, monkeypatch):
+    import suite.data as D
+
+    monkeypatch.setattr(D, "_download", lambda *a: (_ for _ in ()).throw(OSError("offline")))
+    run_dir["out"].mkdir(parents=True)
+    (run_dir["out"] / "baselines.cells.jsonl").write_text('{"key": "k", "status": "done", "spec": {}, "metrics": {}}\n')
+    assert cli(run_dir, "--table", "baselines", "--profile", "smoke", "--dataset", "mnist", "--render-only",
+               "--from-records", "--data-dir", str(tmp_path / "nodata")) == 0
+    out = capsys.readouterr().out
+    assert "mnist not found under" in out and "cannot be matched" in out
