@@ -63,7 +63,10 @@ def header_lines(table: Table, opts: TableOptions, rows: list[TableRow], results
             continue
         canon = {True: "canonical (official checksums match)", None: "synthetic",
                  False: "NOT canonical (files differ from the official ones, e.g. the JPEG re-encoded CIFAR-10)"}[m["data_canonical"]]
-        data_lines.append(f"{d}: fingerprint {m['data_fingerprint']}, {canon}; train {m['train_size']}, test {m['test_size']} images")
+        trains = " / ".join(str(n) for n in sorted({r["metrics"]["train_size"] for r in done
+                                                     if r["spec"]["dataset"] == d}, reverse=True))
+        data_lines.append(f"{d}: fingerprint {m['data_fingerprint']}, {canon}; train {trains}, test {m['test_size']} images"
+                          + (" (by recipe, see above)" if "/" in trains else ""))
     devices = sorted({e["device"] for e in envs}) or ["not run"]
     versions = sorted({f"torch {e['torch']}, timm {e['timm']}, Python {e['python']}" for e in envs})
     commits = sorted({e["commit"] for e in envs})

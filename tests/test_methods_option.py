@@ -85,7 +85,7 @@ def test_methods_add_remove_and_replace_rows(run_dir, capsys):
     (["--table", "kd", "--methods", "+kd[temprature=2]"], "no parameter.*temprature.*valid: "),
     (["--table", "compression", "--methods", "+prune[sparsity=1.5]"], "sparsity must be in"),
     (["--table", "compare", "--methods", "baseline,kd"], "table 'compare' needs --model"),
-    (["--table", "compare", "--model", "lenet5", "--methods", "baseline,kd"], "'kd' is a distiller: give --teacher"),
+    (["--table", "compare", "--model", "lenet9", "--methods", "baseline,kd"], "unknown model 'lenet9'"),
 ])
 def test_bad_methods_give_one_line_before_anything_trains(run_dir, capsys, args, needle):
     assert cli(run_dir, *args, "--profile", "smoke", "--dataset", "synthetic_cifar100") == 2
@@ -96,7 +96,7 @@ def test_bad_methods_give_one_line_before_anything_trains(run_dir, capsys, args,
 
 @pytest.mark.parametrize("teacher", [[], ["--teacher", "lenet5"]])
 def test_compare_puts_methods_side_by_side_with_a_verdict_against_the_first(run_dir, capsys, teacher):
-    methods = "baseline,kd" if teacher else "baseline,prune[sparsity=0.5]"
+    methods = "baseline,kd" if teacher else "baseline,prune[sparsity=0.5],kd[teacher=lenet5_half]"
     assert cli(run_dir, "--table", "compare", "--methods", methods, "--model", "lenet5", "--dataset", "synthetic_mnist",
                "--profile", "smoke", "--seeds", "2", *teacher) == 0
     md = (run_dir["out"] / "compare.md").read_text()

@@ -48,18 +48,18 @@ class CompareTable(Table):
 
     def rows(self, opts: TableOptions) -> list[TableRow]:
         dataset = opts.dataset or "cifar10"
-        rows, teacher_shown = [], False
+        rows, teachers_shown = [], set()
         for i, choice in enumerate(self.choices(opts)):
             params = dict(choice.params or {})
-            if get_method(choice.name).family == "distiller" and not params.get("teacher_checkpoint"):
-                if "teacher" not in params:
-                    if not opts.teacher:
-                        raise ValueError(f"--methods {choice.name!r} is a distiller: give --teacher MODEL")
+            method = get_method(choice.name)
+            if method.family == "distiller" and not params.get("teacher_checkpoint"):
+                if "teacher" not in params and opts.teacher:  # else the distiller's own default teacher
                     params["teacher"] = opts.teacher
-                if not teacher_shown:  # the teacher the distillers learn from, for the reader (its own cell)
-                    rows.append(TableRow({"Method": f"Teacher {label(params['teacher'], MODEL_LABELS)} (baseline)"},
-                                         CellSpec.make("baseline", params["teacher"], dataset, opts.profile), role="teacher"))
-                    teacher_shown = True
+                teacher = method.make_params(params).teacher
+                if teacher not in teachers_shown:  # the teacher the distillers learn from, for the reader (its own cell)
+                    rows.append(TableRow({"Method": f"Teacher {label(teacher, MODEL_LABELS)} (baseline)"},
+                                         CellSpec.make("baseline", teacher, dataset, opts.profile), role="teacher"))
+                    teachers_shown.add(teacher)
             text = method_label(choice.name, choice.params)
             rows.append(TableRow({"Method": text}, CellSpec.make(choice.name, opts.model, dataset, opts.profile,
                                                                  params=params), role="reference" if i == 0 else ""))
@@ -67,4 +67,5 @@ class CompareTable(Table):
 
     def notes(self, opts: TableOptions) -> list[str]:
         return [f"Model {opts.model} on {opts.dataset or 'cifar10'}; every method trains by the profile's recipe for that "
-                "kind of data; a distiller's teacher is the `baseline` cell of --teacher (train cost includes it)."]
+                "kind of data at its default params unless set in --methods; a distiller's teacher is the `baseline` "
+                "cell of --teacher, else of the distiller's default teacher (its row is shown; train cost includes it)."]
