@@ -59,14 +59,21 @@ def _owner_alive(owner: str | None, heartbeat: float | None) -> bool:
 class Store:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self._connect() as db:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute(SCHEMA)
-                db.execute("SELECT key, spec, status, metrics, env FROM cells LIMIT 1")
-        except (sqlite3.DatabaseError, OSError) as exc:
-            raise StoreError(f"--store {self.path} is not a usable SQLite results store ({exc})") from None
+        deadline = time.time() + 60
+        while True:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with self._connect() as db:
+                    db.execute("PRAGMA journal_mode=WAL")
+                    db.execute(SCHEMA)
+                    db.execute("SELECT key, spec, status, metrics, env FROM cells LIMIT 1")
+                return
+            except sqlite3.OperationalError as exc:  # another process is creating it at this moment: wait
+                if "locked" not in str(exc) or time.time() > deadline:
+                    raise StoreError(f"--store {self.path} is not a usable SQLite results store ({exc})") from None
+                time.sleep(0.1)
+            except (sqlite3.DatabaseError, OSError) as exc:
+                raise StoreError(f"--store {self.path} is not a usable SQLite results store ({exc})") from None
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
