@@ -83,6 +83,7 @@ class Scheduler:
         """Run `cells` (dependency-ordered, as planned) in this process, or through `executor`."""
         summary = RunSummary()
         pending, in_flight = list(cells), {}
+        needed = {d.key for c in cells for d in c.deps.values()}  # cells whose saved model a later cell loads
         while pending or in_flight:
             for cell in [c for c in pending if self._ready(c, summary)]:
                 reason = self._blocked(cell, summary.failed)
@@ -92,6 +93,10 @@ class Scheduler:
                     continue
                 forced = cell.force and cell.key not in self._forced
                 state = self.store.claim(cell.key, cell.spec.as_dict(), force=forced)
+                if state == "done" and cell.key in needed and not (self.config.artifacts / cell.key).exists():
+                    # finished elsewhere (imported records carry no artifacts) but a dependent needs its model here
+                    self.log(f"retraining {cell.label}: its artifacts are not in {self.config.artifacts}")
+                    state = self.store.claim(cell.key, cell.spec.as_dict(), force=True)
                 if state == "busy":
                     continue  # another live process is training it: look again later
                 pending.remove(cell)

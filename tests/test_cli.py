@@ -230,3 +230,17 @@ def test_from_records_without_the_data_says_why_rows_are_pending(run_dir, tmp_pa
                "--from-records", "--data-dir", str(tmp_path / "nodata")) == 0
     out = capsys.readouterr().out
     assert "mnist not found under" in out and "cannot be matched" in out
+
+
+def test_an_imported_dependency_without_its_artifacts_is_retrained_for_its_dependents(run_dir, tmp_path, capsys):
+    """Records travel without checkpoints: a pruned model needs its baseline's weights, so that cell trains again."""
+    args = ["--profile", "smoke", "--dataset", "synthetic_mnist"]
+    assert cli(run_dir, "--table", "baselines", *args) == 0
+    fresh = {"out": tmp_path / "elsewhere", "store": tmp_path / "elsewhere" / "store.sqlite"}
+    assert main(["--store", str(fresh["store"]), "--import-records",
+                 str(run_dir["out"] / "baselines.cells.jsonl")]) == 0
+    capsys.readouterr()
+    assert cli(fresh, "--table", "compare", "--methods", "baseline,prune", "--model", "lenet5", *args) == 0
+    out = capsys.readouterr().out
+    assert "retraining baseline/lenet5/synthetic_mnist/smoke/seed0: its artifacts are not in" in out
+    assert "failed 0" in out
