@@ -301,7 +301,7 @@ class Normalizer:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         # in place on the one float copy: fresh large temporaries per batch cost more than the arithmetic on CPU
-        return x.float().sub_(self.mean).mul_(self.inv_std)
+        return x.to(torch.float32, copy=True).sub_(self.mean).mul_(self.inv_std)  # a copy even of a float input
 
     def to_unit(self, x: torch.Tensor) -> torch.Tensor:
         """Normalized images back to pixels in [0, 1] (an autoencoder's target space)."""
