@@ -4,7 +4,7 @@ and declare "relative to the reference row" columns (a speed-up, a difference of
 reference is the row whose `role` says so, never a row found by parsing its label.
 
 A row's summary also holds raw numbers under names starting with "_" (for the CSV, plots and derived
-columns); those are listed in RAW.
+columns); `raw_values` names them.
 """
 from __future__ import annotations
 
@@ -23,12 +23,11 @@ FLOPS, LATENCY, TEST_TIME = "FLOPs (M)", "Latency b1 ms (p90)", "Test-set time (
 THROUGHPUT, ENERGY = "Throughput (img/s)", "Energy (mJ)"
 TOP1, N, REPORTED, DELTA_REPORTED, TRAIN_COST = "Top-1 % (ours)", "n", "Top-1 % (reported)", "Δ vs reported", "Train cost"
 NOISE, SALT_PEPPER = "Top-1 % noise σ=0.3", "Top-1 % salt & pepper 10 %"
-ROBUST = {"gaussian_noise_0.3": NOISE, "salt_pepper_10pct": SALT_PEPPER}
+ROBUST = {"gaussian_noise_0.3": NOISE, "salt_pepper_10pct": SALT_PEPPER}  # suite.perturb name -> column
 
 DEFAULT = [PARAMS, SIZE_MB, FLOPS, LATENCY, THROUGHPUT, ENERGY, TOP1, N, REPORTED, DELTA_REPORTED, TRAIN_COST]
-PIVOT_VALUES = [TOP1, N, "Δ top-1 vs ref [95 % CI]", "Verdict", REPORTED, DELTA_REPORTED, TRAIN_COST]  # per column group of a wide (pivoted) table
-RAW = ["_top1_mean", "_top1_std", "_top1_values", "_reported", "_latency_ms", "_latency_p90_ms", "_test_set_seconds",
-       "_size_bytes", "_params", "_nonzero_params", "_role", "_keys"]
+VERDICT_DELTA, VERDICT = "Δ top-1 vs ref [95 % CI]", "Verdict"
+PIVOT_VALUES = [TOP1, N, VERDICT_DELTA, VERDICT, REPORTED, DELTA_REPORTED, TRAIN_COST]  # per column group of a wide table
 
 
 def fmt(value: float | None, digits: int = 2) -> str:
@@ -125,8 +124,7 @@ CATALOGUE: dict[str, Column] = {c.name: c for c in [
     Column(TEST_TIME, _metric("test_set_seconds", lambda v: fmt(v, 3))),
     Column(THROUGHPUT, _metric("throughput_img_s", lambda v: fmt(v, 0))),
     Column(ENERGY, _metric("energy_mj", lambda v: fmt(v, 3))),
-    Column(NOISE, _robust("gaussian_noise_0.3")),
-    Column(SALT_PEPPER, _robust("salt_pepper_10pct")),
+    *[Column(column, _robust(perturbation)) for perturbation, column in ROBUST.items()],
     Column(TOP1, _top1),
     Column(N, lambda rc: str(len(rc.done)) if rc.row.spec is not None else "0"),
     Column(REPORTED, lambda rc: "; ".join(f"{r.value:.2f} [{r.source}; {r.protocol}]" for r in rc.row.reported) or "—"),
@@ -195,9 +193,6 @@ def _present(v: Any) -> bool:
     if isinstance(v, (list, tuple)):
         return len(v) > 0
     return v is not None and not (isinstance(v, float) and math.isnan(v))
-
-
-VERDICT_DELTA, VERDICT = "Δ top-1 vs ref [95 % CI]", "Verdict"
 
 
 def verdict_columns(group_by: tuple[str, ...] = (), reference_role: str | tuple[str, ...] = "reference") -> list[Relative]:
