@@ -2,12 +2,13 @@
 import importlib
 import pkgutil
 
-from baselines.base import ClassifierHead, StagedClassifier
-from baselines.registry import MODELS, create_model, model_names, register_model
+from baselines.base import ClassifierHead, Features, StagedClassifier
+from baselines.registry import MODELS, create_model, model_names, model_revision, register_model
 
 # Import every module of the package so that "not in the registry" never means "file not imported".
 for _info in pkgutil.iter_modules(__path__):
     if _info.name not in {"base", "registry"}:
         importlib.import_module(f"{__name__}.{_info.name}")
 
-__all__ = ["MODELS", "ClassifierHead", "StagedClassifier", "create_model", "model_names", "register_model"]
+__all__ = ["MODELS", "ClassifierHead", "Features", "StagedClassifier", "create_model", "model_names", "model_revision",
+           "register_model"]

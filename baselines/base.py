@@ -4,14 +4,51 @@ Following timm, models expose `forward_features` (last feature map) and `forward
 connected layers). On top of that the suite needs:
 - `forward_stages(x)`: every stage's output, for distillers (FitNet hints, FT factors);
 - `forward_head(x, pre_logits=True)`: the penultimate embedding (RKD);
-- `split(at)`: an (encoder, classifier) pair that composes back to the model, for EncodeNet and CAE-Net.
+- `split(at)`: an (encoder, classifier) pair that composes back to the model, for EncodeNet and CAE-Net;
+- `forward_with_features(x)`: stage outputs, embedding, logits, the stem's output and, for stages that
+  can give it (`ActivatedStage`, `ResidualStage`), each stage's output before its last activation
+  (OFD, ReviewKD), in one pass; `bn_before_relu()` the BatchNorm that feeds each such activation (OFD's
+  margins). These are mdistiller's `feats`, `preact_feats`, `pooled_feat`, `get_bn_before_relu`.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 from torch import nn
+
+
+class Features(NamedTuple):
+    """Everything a distiller may read from one forward pass (mdistiller's names in brackets)."""
+    stages: list[torch.Tensor]  # each stage's output [feats[1:]]
+    embedding: torch.Tensor  # penultimate, pre-logits [pooled_feat]
+    logits: torch.Tensor
+    stem: torch.Tensor | None = None  # the stem's output [feats[0]]
+    preact: list[torch.Tensor] | None = None  # each stage's output before its last activation [preact_feats[1:]]
+
+
+class ActivatedStage(nn.Sequential):
+    """A stage whose last module is its activation (not in-place), so its pre-activation output is at hand."""
+
+    def forward_preact(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        for module in list(self)[:-1]:
+            x = module(x)
+        return self[-1](x), x
+
+    def bn_before_act(self) -> nn.BatchNorm2d:
+        return [m for m in list(self)[:-1] if isinstance(m, nn.BatchNorm2d)][-1]
+
+
+class ResidualStage(nn.Sequential):
+    """A stage of residual blocks; its last block gives the pre-activation sum (`forward_preact`)."""
+
+    def forward_preact(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        for block in list(self)[:-1]:
+            x = block(x)
+        return self[-1].forward_preact(x)
+
+    def bn_before_act(self) -> nn.BatchNorm2d:
+        return self[-1].bn_before_act()
 
 
 class ClassifierHead(nn.Module):
@@ -72,11 +109,28 @@ class StagedClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
-    def forward_with_features(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
-        """(stage outputs, penultimate embedding, logits) in one pass, for distillers."""
-        stages = self.forward_stages(x)
-        embedding = self.head(stages[-1], pre_logits=True)
-        return stages, embedding, self.head.fc(embedding)
+    def forward_with_features(self, x: torch.Tensor) -> Features:
+        """Stage outputs, embedding, logits, stem output and pre-activation stage outputs in one pass."""
+        stem = x = self.stem(x)
+        stages, preacts = [], []
+        for stage in self.stages:
+            if hasattr(stage, "forward_preact"):
+                x, pre = stage.forward_preact(x)
+                preacts.append(pre)
+            else:
+                x = stage(x)
+            stages.append(x)
+        embedding = self.head(x, pre_logits=True)
+        return Features(stages, embedding, self.head.fc(embedding), stem,
+                        preacts if len(preacts) == len(stages) else None)
+
+    def bn_before_relu(self) -> list[nn.BatchNorm2d]:
+        """The BatchNorm feeding each stage's last activation (OFD's margins); stages must provide it."""
+        missing = [i for i, s in enumerate(self.stages) if not hasattr(s, "bn_before_act")]
+        if missing:
+            raise NotImplementedError(f"{type(self).__name__}: stages {missing} expose no BatchNorm before their "
+                                      "last activation")
+        return [stage.bn_before_act() for stage in self.stages]
 
     def split(self, at: int | None = None) -> tuple[nn.Sequential, nn.Sequential]:
         """(encoder, classifier): encoder = stem + stages[:at], classifier = stages[at:] + head.

@@ -9,10 +9,18 @@ from suite.registry import Registry
 
 ModelFn = Callable[..., nn.Module]
 MODELS: Registry[ModelFn] = Registry("model")
+# A model whose layout changed after cells were published gets a revision > 1; it enters those cells' keys.
+REVISIONS: dict[str, int] = {}
 
 
-def register_model(name: str) -> Callable[[ModelFn], ModelFn]:
+def register_model(name: str, revision: int = 1) -> Callable[[ModelFn], ModelFn]:
+    if revision > 1:
+        REVISIONS[name] = revision
     return MODELS.register(name)
+
+
+def model_revision(name: str) -> int:
+    return REVISIONS.get(name, 1)
 
 
 def create_model(name: str, num_classes: int = 10, in_chans: int = 3, **kwargs) -> nn.Module:

@@ -6,9 +6,10 @@ the KD pairs match that literature. Parameter counts for 10 classes: ResNet20 0.
 """
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import nn
 
-from baselines.base import StagedClassifier, pooled_linear_head
+from baselines.base import ResidualStage, StagedClassifier, pooled_linear_head
 from baselines.registry import register_model
 
 
@@ -26,10 +27,17 @@ class BasicBlock(nn.Module):
         # optional attention on the residual branch, after the last BN and before the add (as in timm)
         self.attn: nn.Module = attn_layer(cout) if attn_layer is not None else nn.Identity()
 
-    def forward(self, x):
+    def forward_preact(self, x):
+        """(output, the residual sum before the last ReLU) -- mdistiller's `preact` (OFD, ReviewKD)."""
         out = self.act(self.bn1(self.conv1(x)))
-        out = self.attn(self.bn2(self.conv2(out)))
-        return self.act(out + self.shortcut(x))
+        pre = self.attn(self.bn2(self.conv2(out))) + self.shortcut(x)
+        return F.relu(pre), pre
+
+    def forward(self, x):
+        return self.forward_preact(x)[0]
+
+    def bn_before_act(self) -> nn.BatchNorm2d:
+        return self.bn2
 
 
 def build_cifar_resnet(depth: int, widths: tuple[int, ...], num_classes: int, in_chans: int,
@@ -42,7 +50,7 @@ def build_cifar_resnet(depth: int, widths: tuple[int, ...], num_classes: int, in
     stages, cin = [], widths[0]
     for i, w in enumerate(widths[1:]):
         blocks = [BasicBlock(cin if j == 0 else w, w, 2 if (i > 0 and j == 0) else 1, attn_layer) for j in range(n)]
-        stages.append(nn.Sequential(*blocks))
+        stages.append(ResidualStage(*blocks))
         cin = w
     return StagedClassifier(stem, stages, pooled_linear_head(cin, num_classes))
 

@@ -5,6 +5,8 @@ import timm
 import torch
 from torch import nn
 
+from baselines.base import Features
+
 
 class _Call(nn.Module):
     """Wraps one bound method of the timm model as a module (for `split`)."""
@@ -41,10 +43,10 @@ class TimmClassifier(nn.Module):
             raise NotImplementedError(f"timm model {type(self.net).__name__} exposes no forward_intermediates")
         return list(self.net.forward_intermediates(x, intermediates_only=True))
 
-    def forward_with_features(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    def forward_with_features(self, x: torch.Tensor) -> Features:
         features = self.net.forward_features(x)
         embedding = self.net.forward_head(features, pre_logits=True)
-        return [features], embedding, self.net.get_classifier()(embedding)
+        return Features([features], embedding, self.net.get_classifier()(embedding))
 
     def split(self, at: int | None = None) -> tuple[nn.Module, nn.Module]:
         if at is not None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from baselines import MODELS
+from baselines import MODELS, model_revision
 from suite.data import DATASETS, DataError, DatasetInfo, load_dataset
 from suite.plugins import Method, get_method
 from suite.profiles import PROFILES, Recipe, dataset_family
@@ -114,6 +114,8 @@ class Planner:
                    "deps": {role: d.key for role, d in deps.items()}}
         if self.options.precision != "fp32":
             payload["precision"] = self.options.precision
+        if model_revision(spec.model) > 1:  # a changed layout retrains; other keys stay as they were
+            payload["model_revision"] = model_revision(spec.model)
         cell = ResolvedCell(spec, stable_hash(payload), method, params, recipe, self.options.precision, deps,
                             fingerprint, error)
         self._cells[spec] = cell

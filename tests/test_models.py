@@ -37,8 +37,10 @@ def test_every_model_follows_the_interface(name):
         assert torch.allclose(model.forward_head(feats), logits, atol=1e-5)
         emb = model.forward_head(feats, pre_logits=True)
         assert emb.ndim == 2 and emb.shape[0] == 2
-        stages_, emb_, logits_ = model.forward_with_features(x)
-        assert torch.allclose(emb_, emb, atol=1e-5) and torch.allclose(logits_, logits, atol=1e-5)
+        f = model.forward_with_features(x)
+        assert torch.allclose(f.embedding, emb, atol=1e-5) and torch.allclose(f.logits, logits, atol=1e-5)
+        if f.preact is not None:  # a stage's output is its pre-activation output after the activation
+            assert all(torch.allclose(torch.relu(p), s) for p, s in zip(f.preact, f.stages))
         encoder, classifier = model.split()
         assert torch.allclose(classifier(encoder(x)), logits, atol=1e-5)
         if not name.startswith("timm:"):
