@@ -158,7 +158,7 @@ class BranchyNet(_EarlyExitBase):
         if len(weights) != n:
             raise ValueError(f"exit_weights needs {n} values (one per exit, the main one last), got {p.exit_weights!r}")
 
-        def joint_loss(m: nn.Module, x: torch.Tensor, y: torch.Tensor):
+        def joint_loss(m: nn.Module, x: torch.Tensor, y: torch.Tensor, step):
             outs = m.forward_exits(x)
             return outs[-1], {f"exit{i}": w * F.cross_entropy(o, y) for i, (w, o) in enumerate(zip(weights, outs))}
 

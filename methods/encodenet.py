@@ -230,7 +230,7 @@ class EncodeNetAutoencoder(EncodeNetStage):
         def target_of(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
             return norm.to_unit(x) if images is None else images[index].float() / 255
 
-        def reconstruction(model: nn.Module, x: torch.Tensor, index: torch.Tensor):
+        def reconstruction(model: nn.Module, x: torch.Tensor, index: torch.Tensor, step):
             return None, {"mse": F.mse_loss(model(x).float(), target_of(x, index))}
 
         recipe = ctx.recipe.scaled(p.ae_epochs_scale, optimizer="adam", lr=p.ae_lr, weight_decay=0.0, schedule="cosine")
@@ -299,7 +299,7 @@ class EncodeNet(EncodeNetStage):
         for q in encoder.parameters():
             q.requires_grad_(False)
 
-        def head_loss(m: nn.Module, x: torch.Tensor, y: torch.Tensor):
+        def head_loss(m: nn.Module, x: torch.Tensor, y: torch.Tensor, step):
             with torch.no_grad():  # the frozen encoder needs no graph
                 features = encoder(x)
             logits = classifier(features)

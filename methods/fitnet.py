@@ -18,18 +18,20 @@ from suite.distill import Distiller, Features, TeacherParams, stage_shapes
 from suite.plugins import register_method
 
 
-def make_regressor(student_shape: torch.Size, teacher_shape: torch.Size) -> nn.Module:
-    """Conv (+ BN, ReLU) mapping a C_s x H_s x W_s map to C_t x H_t x W_t (sizes equal or integer multiples)."""
-    (cs, hs, _), (ct, ht, _) = student_shape, teacher_shape
-    if hs == ht:
-        conv: nn.Module = nn.Conv2d(cs, ct, 3, padding=1)
-    elif hs > ht and hs % ht == 0:
-        conv = nn.Conv2d(cs, ct, 3, stride=hs // ht, padding=1)
-    elif ht > hs and ht % hs == 0:
-        conv = nn.ConvTranspose2d(cs, ct, ht // hs, stride=ht // hs)
+def make_regressor(student_shape: torch.Size, teacher_shape: torch.Size, relu: bool = True) -> nn.Module:
+    """Conv + BN (+ ReLU) mapping a C_s x H_s x W_s map to C_t x H_t x W_t, by mdistiller's `ConvReg` rule:
+    half the size: 3x3 stride 2; double: 4x4 transposed, stride 2; otherwise a (1 + H_s - H_t) kernel --
+    1x1 for equal sizes, which is also FitNets' own kernel-size rule."""
+    (cs, hs, ws), (ct, ht, wt) = student_shape, teacher_shape
+    if hs == 2 * ht:
+        conv: nn.Module = nn.Conv2d(cs, ct, 3, stride=2, padding=1)
+    elif 2 * hs == ht:
+        conv = nn.ConvTranspose2d(cs, ct, 4, stride=2, padding=1)
+    elif hs >= ht:
+        conv = nn.Conv2d(cs, ct, (1 + hs - ht, 1 + ws - wt))
     else:
-        raise ValueError(f"FitNet cannot map a {hs}x{hs} student stage to a {ht}x{ht} hint")
-    return nn.Sequential(conv, nn.BatchNorm2d(ct), nn.ReLU(inplace=True))
+        raise ValueError(f"FitNet cannot map a {hs}x{ws} student stage to a {ht}x{wt} hint")
+    return nn.Sequential(conv, nn.BatchNorm2d(ct), *([nn.ReLU(inplace=True)] if relu else []))
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ def hint_index(params: FitNetParams, num_stages: int) -> int:
 @register_method
 class FitNet(Distiller):
     name = "fitnet"
-    version = "1"
+    version = "2"  # 2: mdistiller's regressor (1x1 for equal sizes; was 3x3)
     label = "FitNet"
     Params = FitNetParams
     description = "hint-based distillation: a middle stage regressed onto the teacher's"
@@ -55,7 +57,7 @@ class FitNet(Distiller):
         return make_regressor(s_shapes[hint_index(ctx.params, len(s_shapes))],
                               t_shapes[hint_index(ctx.params, len(t_shapes))])
 
-    def loss_terms(self, params: FitNetParams, s: Features, t: Features, y, extra):
+    def loss_terms(self, params: FitNetParams, s: Features, t: Features, y, extra, step):
         guided = extra(s.stages[hint_index(params, len(s.stages))])
         hint = t.stages[hint_index(params, len(t.stages))]
         return {"hint": params.hint_weight * F.mse_loss(guided, hint)}

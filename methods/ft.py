@@ -102,7 +102,7 @@ class FT(Distiller):
         """Pre-train the paraphraser on the teacher's last feature map (its own checkpointed stage)."""
         para = extra.paraphraser
 
-        def reconstruction(model, x, y):
+        def reconstruction(model, x, y, step):
             with torch.no_grad():
                 features = teacher.forward_features(x)
             return None, {"reconstruction": F.mse_loss(model(features), features)}
@@ -122,7 +122,7 @@ class FT(Distiller):
     def frozen(self, extra):
         return extra.paraphraser
 
-    def loss_terms(self, params: FTParams, s: Features, t: Features, y, extra):
+    def loss_terms(self, params: FTParams, s: Features, t: Features, y, extra, step):
         with torch.no_grad():
             teacher_factor = extra.paraphraser.encoder(t.stages[-1])
         student_factor = extra.translator(s.stages[-1])

@@ -36,5 +36,5 @@ class KD(Distiller):
     Params = KDParams
     description = "Hinton knowledge distillation: softened teacher logits (T^2-scaled KL) + CE"
 
-    def loss_terms(self, params: KDParams, s: Features, t: Features, y, extra):
+    def loss_terms(self, params: KDParams, s: Features, t: Features, y, extra, step):
         return {"kd": params.kd_weight * kd_loss(s.logits, t.logits, params.temperature)}

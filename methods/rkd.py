@@ -51,6 +51,6 @@ class RKD(Distiller):
     Params = RKDParams
     description = "relational KD: distance- and angle-wise structure of penultimate embeddings"
 
-    def loss_terms(self, params: RKDParams, s: Features, t: Features, y, extra):
+    def loss_terms(self, params: RKDParams, s: Features, t: Features, y, extra, step):
         return {"rkd_distance": params.distance_weight * rkd_distance_loss(s.embedding, t.embedding),
                 "rkd_angle": params.angle_weight * rkd_angle_loss(s.embedding, t.embedding)}

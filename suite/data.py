@@ -310,8 +310,9 @@ class Normalizer:
 
 def iterate_batches(split: Split, info: DatasetInfo, batch_size: int, *, shuffle: bool, augment: bool,
                     generator: torch.Generator | None = None, drop_last: bool = False,
-                    normalize: bool = True) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (float images, labels) batches from a split already on its device; no per-image Python."""
+                    normalize: bool = True, with_index: bool = False) -> Iterator[tuple[torch.Tensor, ...]]:
+    """Yield (float images, labels) batches from a split already on its device; no per-image Python.
+    `with_index` adds the samples' positions in the split (a memory bank over the training set needs them)."""
     device = split.images.device
     n = len(split)
     order = torch.randperm(n, generator=generator).to(device) if shuffle else torch.arange(n, device=device)
@@ -322,4 +323,5 @@ def iterate_batches(split: Split, info: DatasetInfo, batch_size: int, *, shuffle
         x = split.images[idx]
         if augment and info.augment == "cifar":
             x = random_crop_flip(x, 4, generator if generator is not None else torch.default_generator)
-        yield (norm(x) if norm is not None else x.float() / 255), split.labels[idx]
+        x = norm(x) if norm is not None else x.float() / 255
+        yield (x, split.labels[idx], idx) if with_index else (x, split.labels[idx])

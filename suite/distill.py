@@ -9,23 +9,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from baselines.base import Features
 from suite.context import CellContext
+from suite.harness import Step
 from suite.modes import eval_mode
 from suite.plugins import Method
 from suite.profiles import teacher_protocol
 from suite.spec import CellSpec
-
-
-class Features(NamedTuple):
-    stages: list[torch.Tensor]
-    embedding: torch.Tensor  # penultimate (pre-logits)
-    logits: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -73,9 +69,10 @@ class Distiller(Method):
     def prepare(self, ctx: CellContext, student: nn.Module, teacher: nn.Module, extra: nn.Module | None) -> None:
         """A stage before student training (FT pre-trains its paraphraser here)."""
 
-    def loss_terms(self, params: Any, s: Features, t: Features, y: torch.Tensor,
-                   extra: nn.Module | None) -> dict[str, torch.Tensor]:
-        """The distillation terms, weighted; the cross-entropy on the labels is added by `run`."""
+    def loss_terms(self, params: Any, s: Features, t: Features, y: torch.Tensor, extra: nn.Module | None,
+                   step: Step) -> dict[str, torch.Tensor]:
+        """The distillation terms, weighted; the cross-entropy on the labels is added by `run`. `step` says
+        the epoch (warm-ups) and the batch's sample indices (memory banks)."""
         raise NotImplementedError
 
     # --- shared ----------------------------------------------------------------------------------
@@ -88,12 +85,12 @@ class Distiller(Method):
         self.prepare(ctx, student, teacher, extra)
         params = ctx.params
 
-        def losses(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+        def losses(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: Step):
             with torch.no_grad():
-                t = Features(*teacher.forward_with_features(x))
-            s = Features(*model.forward_with_features(x))
+                t = teacher.forward_with_features(x)
+            s = model.forward_with_features(x)
             return s.logits, {"ce": params.ce_weight * F.cross_entropy(s.logits, y),
-                              **self.loss_terms(params, s, t, y, extra)}
+                              **self.loss_terms(params, s, t, y, extra, step)}
 
         ctx.fit(student, losses=losses, extra_modules=extra, params=self.trainable(student, extra),
                 frozen=self.frozen(extra))
@@ -116,3 +113,40 @@ def stage_shapes(model: nn.Module, info, device: torch.device | str = "cpu") -> 
     x = torch.zeros(2, info.in_chans, info.image_size, info.image_size, device=device)
     with eval_mode(model):
         return [s.shape[1:] for s in model.forward_stages(x)]
+
+
+def pool_to_common_size(f_s: torch.Tensor, f_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Average-pool the larger of two feature maps to the other's spatial size (AT, NST, VID, FSP)."""
+    hs, ht = f_s.shape[-2:], f_t.shape[-2:]
+    if hs[0] > ht[0]:
+        f_s = F.adaptive_avg_pool2d(f_s, ht)
+    elif ht[0] > hs[0]:
+        f_t = F.adaptive_avg_pool2d(f_t, hs)
+    return f_s, f_t
+
+
+def feature_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters of everything before the classifier (RepDistiller's `get_feat_modules`)."""
+    head = {id(p) for p in model.head.fc.parameters()}
+    return [p for p in model.parameters() if id(p) not in head]
+
+
+def pretrain_on(ctx: CellContext, student: nn.Module, teacher: nn.Module, term, extra: nn.Module | None,
+                fraction: float, stage: str) -> None:
+    """RepDistiller's initialisation stage (AB, FSP): the student's feature layers (and `extra`) trained
+    on a distillation term alone, `term(s, t, extra) -> loss`, for `fraction` of the recipe's epochs,
+    as its own checkpointed stage before the student's training."""
+
+    def losses(model, x, y, step):
+        with torch.no_grad():
+            t = teacher.forward_with_features(x)
+        return None, {stage: term(model.forward_with_features(x), t, extra)}
+
+    params = feature_parameters(student) + (list(extra.parameters()) if extra is not None else [])
+    ctx.fit(student, losses=losses, extra_modules=extra, params=params, recipe=ctx.recipe.scaled(fraction),
+            stage=stage)
+
+
+def at_least_fp32(t: torch.Tensor) -> torch.Tensor:
+    """A loss's input out of bf16/fp16 autocast into fp32 (fp32 and fp64 stay as they are)."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t

@@ -24,16 +24,32 @@ from suite.modes import eval_mode
 from suite.numerics import autocast, batch_to_memory_format, in_precision, to_memory_format
 from suite.profiles import Recipe
 
-# losses(model, x, y) -> (logits, {name: loss}); the harness sums the terms and logs each.
+
+@dataclass(frozen=True)
+class Step:
+    """Where training stands when a loss is computed, for losses that depend on it: warm-ups (DKD,
+    ReviewKD) read the epoch, a memory bank over the training set (CRD) reads the samples' indices."""
+    epoch: int  # 1-based epoch being trained (mdistiller's `epoch`)
+    epochs: int
+    index: torch.Tensor  # the batch's positions in the training split
+
+    @property
+    def warmup(self) -> Callable[[float], float]:
+        """factor(fraction): min(1, epoch / (fraction x epochs)) -- a linear warm-up over a fraction of the run."""
+        return lambda fraction: min(1.0, self.epoch / max(fraction * self.epochs, 1e-12))
+
+
+# losses(model, x, y, step) -> (logits, {name: loss}); the harness sums the terms and logs each.
 # logits may be None for stages that do not classify (an autoencoder, a paraphraser).
-LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, Step], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
 
 class TrainingDiverged(RuntimeError):
     """Raised when a loss becomes NaN or infinite; the cell fails with this reason."""
 
 
-def cross_entropy_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def cross_entropy_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                       step: Step) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     logits = model(x)
     return logits, {"ce": F.cross_entropy(logits, y)}
 
@@ -78,17 +94,17 @@ def save_atomic(obj: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def train_epoch(model: nn.Module, losses: LossFn, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+def train_epoch(model: nn.Module, losses: LossFn, batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
                 opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler, device: torch.device,
-                precision: str) -> tuple[float, int, int, list[str]]:
-    """One pass over `batches`: (mean loss, correct predictions, images, names of the loss terms)."""
+                precision: str, epoch: int = 1, epochs: int = 1) -> tuple[float, int, int, list[str]]:
+    """One pass over (images, labels, indices) `batches`: (mean loss, correct predictions, images, loss term names)."""
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     n, terms = 0, {}
-    for x, y in batches:
+    for x, y, index in batches:
         x = batch_to_memory_format(x, precision)
         with autocast(device, precision):
-            logits, terms = losses(model, x, y)
+            logits, terms = losses(model, x, y, Step(epoch, epochs, index))
             loss = sum(terms.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -144,8 +160,10 @@ def fit(model: nn.Module, train: Split, info: DatasetInfo, recipe: Recipe, *, de
         modules.train()
         if frozen is not None:
             frozen.eval()
-        batches = iterate_batches(data, info, recipe.batch_size, shuffle=True, augment=augment, generator=generator)
-        mean_loss, correct, n_epoch, terms = train_epoch(model, losses, batches, opt, sched, device, precision)
+        batches = iterate_batches(data, info, recipe.batch_size, shuffle=True, augment=augment, generator=generator,
+                                  with_index=True)
+        mean_loss, correct, n_epoch, terms = train_epoch(model, losses, batches, opt, sched, device, precision,
+                                                         epoch + 1, recipe.epochs)
         if not math.isfinite(mean_loss):
             raise TrainingDiverged(f"loss became {mean_loss} in epoch {epoch + 1} ({', '.join(terms)})")
         seen += n_epoch

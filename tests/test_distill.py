@@ -65,6 +65,25 @@ def test_every_distiller_trains_a_student_above_chance_and_the_teacher_once(tmp_
     assert [s["stage"] for s in ft["stages"]] == ["paraphraser", "main"]
 
 
+def test_every_other_registered_distiller_trains_a_student_above_chance(make_runner):
+    """The registry's distillers beyond the four above (AT ... VID, DIST), each end to end: extra modules,
+    pre-training stages (AB, FSP), warm-ups (DKD, ReviewKD), memory banks (CRD), on one shared teacher."""
+    from suite.plugins import family_members
+
+    names = [n for n in family_members("distiller") if n not in ("kd", "rkd", "fitnet", "ft")]
+    assert len(names) == 14
+    runner = make_runner()
+    small = {"crd": {"negatives": 256}}  # 16384 negatives per sample cost seconds a batch here; same code path
+    cells = runner.plan([student(m, **small.get(m, {})) for m in names])
+    summary = runner.run(cells)
+    assert summary.failed == {} and len(summary.done) == len(names) + 1
+    for cell in cells[1:]:
+        metrics = runner.store.get(cell.key)["metrics"]
+        assert metrics["top1"] > 30, (cell.spec.method, metrics["top1"])  # chance is 10 %
+    stages = {c.spec.method: [s["stage"] for s in runner.store.get(c.key)["metrics"]["stages"]] for c in cells[1:]}
+    assert stages["ab"] == ["ab_init", "main"] and stages["fsp"] == ["fsp_init", "main"]
+
+
 def test_teacher_checkpoint_by_path_replaces_the_teacher_cell(tmp_path, make_runner):
     path = tmp_path / "teacher.pt"
     torch.save(create_model("resnet8", 10, 3).state_dict(), path)

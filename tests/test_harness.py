@@ -25,7 +25,7 @@ def test_nan_loss_fails_with_a_reason():
     data = load_dataset("synthetic_mnist")
     model = create_model("lenet5", num_classes=10, in_chans=1)
 
-    def nan_loss(m, x, y):
+    def nan_loss(m, x, y, step):
         logits = m(x)
         return logits, {"broken": logits.sum() * float("nan")}
 

@@ -30,7 +30,7 @@ class LogitMatch(Distiller):
     version = "1"
     Params = LogitMatchParams
 
-    def loss_terms(self, params, s, t, y, extra):
+    def loss_terms(self, params, s, t, y, extra, step):
         return {"logit_mse": params.weight * F.mse_loss(s.logits, t.logits)}
 '''
 
@@ -57,12 +57,15 @@ def out_of_tree_package(tmp_path, monkeypatch):
 
 def test_an_out_of_tree_distiller_appears_in_the_kd_table_and_trains(run_dir, out_of_tree_package, capsys):
     args = ["--table", "kd", "--profile", "smoke", "--dataset", "synthetic_cifar100", "--opt", "pairs=resnet8:resnet8"]
-    assert cli(run_dir, *args) == 0
-    assert "logit_match" in METHODS
+    assert cli(run_dir, *args, "--dry-run") == 0
+    assert "logit_match" in METHODS and "logit_match[teacher=resnet8]/resnet8/" in capsys.readouterr().out  # a default row
+    assert cli(run_dir, *args, "--methods", "logit_match") == 0  # trained (alone, to keep the test short)
     row = next(line for line in (run_dir["out"] / "kd.md").read_text().splitlines() if line.startswith("| logit_match"))
     assert re.search(r"\| \d+\.\d\d +\| 1 ", row), row  # trained: a top-1 and n = 1
-    assert cli(run_dir, *args, "--methods=-logit_match") == 0  # and leave it out (`=`: argparse reads "-x" as an option)
-    assert "| logit_match" not in (run_dir["out"] / "kd.md").read_text()
+    capsys.readouterr()
+    assert cli(run_dir, *args, "--methods=-logit_match", "--dry-run") == 0  # left out (`=`: "-x" reads as an option)
+    plan = capsys.readouterr().out
+    assert "kd[teacher=resnet8]/resnet8/" in plan and "logit_match" not in plan
 
 
 def test_methods_add_remove_and_replace_rows(run_dir, capsys):

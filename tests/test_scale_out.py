@@ -106,7 +106,7 @@ class Diverging(Method):
     def run(self, ctx):
         model = self.build_model(ctx.spec, ctx.info, ctx.params)
 
-        def nan_loss(m, x, y):
+        def nan_loss(m, x, y, step):
             logits = m(x)
             return logits, {"ce": logits.mean() * float("nan")}
 

@@ -1,0 +1,113 @@
+"""CRD: Tian, Krishnan, Isola 2020, "Contrastive Representation Distillation".
+
+Student and teacher embeddings are projected (linear, L2-normalised) to 128 dimensions; two memory banks
+over the training set hold a momentum average (0.5) of each sample's student and teacher projection.
+For every sample, its own entry is the positive and K = 16384 entries of other classes' samples are the
+negatives (mdistiller's and RepDistiller's "exact" sampling); scores exp(v . m / T), T = 0.07, divided
+by a normaliser Z fixed at the first batch (mean score x N); the NCE loss (their Eq. 18) is taken both
+ways (student vs teacher bank and teacher vs student bank). Defaults (mdistiller's CRD config): weight
+0.8, CE 1.0. The harness gives each batch's positions in the training split (`Step.index`). Tested
+against mdistiller's `ContrastMemory` / `ContrastLoss` with the same indices.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from methods.cc import Embed
+from suite.distill import Distiller, Features, TeacherParams, at_least_fp32
+from suite.plugins import register_method
+
+EPS = 1e-7
+
+
+class ContrastBanks(nn.Module):
+    def __init__(self, labels: torch.Tensor, dim: int, seed: int) -> None:
+        super().__init__()
+        n = len(labels)
+        stdv = 1.0 / math.sqrt(dim / 3)
+        init = torch.Generator().manual_seed(seed)
+        self.register_buffer("student_bank", torch.rand(n, dim, generator=init) * 2 * stdv - stdv)
+        self.register_buffer("teacher_bank", torch.rand(n, dim, generator=init) * 2 * stdv - stdv)
+        self.register_buffer("z", torch.full((2,), -1.0))  # normalisers, set by the first batch
+        order = torch.argsort(labels, stable=True)
+        counts = torch.bincount(labels)
+        self.register_buffer("by_class", order)
+        self.register_buffer("class_start", torch.cumsum(counts, 0) - counts)
+        self.register_buffer("class_count", counts)
+        self.register_buffer("labels", labels.clone())
+        self.sampler = torch.Generator().manual_seed(seed + 1)
+
+    def negatives(self, index: torch.Tensor, k: int) -> torch.Tensor:
+        """(B, k+1) indices: each sample's own, then k drawn uniformly from the other classes' samples."""
+        y = self.labels[index]
+        start, count = self.class_start[y], self.class_count[y]
+        r = (torch.rand(len(index), k, generator=self.sampler).to(index.device) * (len(self.labels) - count)[:, None]).long()
+        r = r + count[:, None] * (r >= start[:, None])  # skip over the sample's own class
+        return torch.cat([index[:, None], self.by_class[r]], dim=1)
+
+
+def contrast_scores(v: torch.Tensor, bank: torch.Tensor, sample: torch.Tensor, temperature: float) -> torch.Tensor:
+    return torch.exp(torch.bmm(bank[sample].detach(), v.unsqueeze(2)).squeeze(2) / temperature)
+
+
+def nce_loss(scores: torch.Tensor, n_data: int) -> torch.Tensor:
+    m, noise = scores.shape[1] - 1, 1.0 / n_data
+    positive = torch.log(scores[:, 0] / (scores[:, 0] + m * noise + EPS))
+    negative = torch.log((m * noise) / (scores[:, 1:] + m * noise + EPS))
+    return -(positive.sum() + negative.sum()) / scores.shape[0]
+
+
+def crd_loss(e_s: torch.Tensor, e_t: torch.Tensor, index: torch.Tensor, sample: torch.Tensor, banks: ContrastBanks,
+             temperature: float, momentum: float) -> torch.Tensor:
+    n = banks.student_bank.shape[0]
+    out_s = contrast_scores(e_s, banks.teacher_bank, sample, temperature)  # student vs the teacher bank
+    out_t = contrast_scores(e_t, banks.student_bank, sample, temperature)
+    if banks.z[0] < 0:
+        banks.z.copy_(torch.stack([out_s.mean().detach() * n, out_t.mean().detach() * n]))
+    loss = nce_loss(out_s / banks.z[0], n) + nce_loss(out_t / banks.z[1], n)
+    with torch.no_grad():
+        for bank, v in ((banks.student_bank, e_s), (banks.teacher_bank, e_t)):
+            bank.index_copy_(0, index, nn.functional.normalize(bank[index] * momentum + v.detach() * (1 - momentum),
+                                                              dim=1))
+    return loss
+
+
+class CRDModules(nn.Module):
+    def __init__(self, student_dim: int, teacher_dim: int, dim: int, labels: torch.Tensor, seed: int) -> None:
+        super().__init__()
+        self.embed_s = Embed(student_dim, dim)
+        self.embed_t = Embed(teacher_dim, dim)
+        self.banks = ContrastBanks(labels, dim, seed)
+
+
+@dataclass(frozen=True)
+class CRDParams(TeacherParams):
+    weight: float = 0.8
+    dim: int = 128
+    negatives: int = 16384
+    temperature: float = 0.07
+    momentum: float = 0.5
+
+
+@register_method
+class CRD(Distiller):
+    name = "crd"
+    version = "1"
+    label = "CRD"
+    Params = CRDParams
+    description = "contrastive representation distillation with memory banks over the training set"
+
+    def extra_modules(self, ctx, student, teacher):
+        return CRDModules(student.head.num_features, teacher.head.num_features, ctx.params.dim,
+                          ctx.train.labels.cpu(), ctx.spec.seed)
+
+    def loss_terms(self, params: CRDParams, s: Features, t: Features, y, extra, step):
+        with torch.autocast(s.logits.device.type, enabled=False):  # exp(x / 0.07) wants fp32
+            e_s, e_t = extra.embed_s(at_least_fp32(s.embedding)), extra.embed_t(at_least_fp32(t.embedding))
+            sample = extra.banks.negatives(step.index, params.negatives)
+            return {"crd": params.weight * crd_loss(e_s, e_t, step.index, sample, extra.banks, params.temperature,
+                                                    params.momentum)}
