@@ -151,15 +151,24 @@ def discover_methods() -> Registry[type[Method]]:
     return METHODS
 
 
+def method_class(name: str) -> type[Method]:
+    """A registered method; `mdistiller:NAME` registers mdistiller's own distiller on first use."""
+    if name.startswith("mdistiller:"):
+        from suite.mdistiller_adapter import adapter_class
+
+        return adapter_class(name)
+    return discover_methods().get(name)
+
+
 def get_method(name: str) -> Method:
-    return discover_methods().get(name)()
+    return method_class(name)()
 
 
 def family_members(family: str, first: tuple[str, ...] = ()) -> list[str]:
     """Registered methods of a family in a stable order: `first` (a table's paper order) then the others by name."""
-    members = [n for n in discover_methods().names() if METHODS.get(n).family == family]
+    members = [n for n in discover_methods().names() if METHODS.get(n).family == family and ":" not in n]  # adapters: opt-in
     return [n for n in first if n in members] + [n for n in members if n not in first]
 
 
 def display_name(name: str) -> str:
-    return METHODS.get(name).label or name
+    return method_class(name).label or name
