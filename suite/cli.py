@@ -14,7 +14,7 @@ from suite.columns import fmt_duration
 from suite.data import DATASETS, DataError, default_data_dir, load_dataset
 from suite.executors import make_executor
 from suite.plan import ResolvedCell
-from suite.plugins import PluginError, discover_methods
+from suite.plugins import FAMILIES, PluginError, discover_methods
 from suite.profiles import PROFILES
 from suite.records import import_records, read_records
 from suite.registry import UnknownNameError
@@ -80,7 +80,12 @@ def print_list() -> None:
     for n in discover_tables().names():
         if discover_tables().get(n).options_help:
             print(f"  --opt for {n}: {discover_tables().get(n).options_help}")
-    print("methods:  " + ", ".join(discover_methods().names()))
+    methods = discover_methods()
+    print("methods:  " + ", ".join(methods.names()))
+    for family in FAMILIES:  # the same methods by family: what each family table shows
+        members = [n for n in methods.names() if methods.get(n).family == family]
+        print(f"  {family} ({len(members)}): {', '.join(members)}")
+    print("  distiller: also mdistiller:NAME, mdistiller's own distillers (when mdistiller is importable)")
     print("models:   " + ", ".join(model_names()) + ", timm:<any timm model>")
     print("datasets: " + ", ".join(DATASETS.names()))
     print("profiles: " + ", ".join(f"{n} ({PROFILES.get(n).description})" for n in PROFILES.names()))

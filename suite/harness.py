@@ -33,10 +33,10 @@ class Step:
     epochs: int
     index: torch.Tensor  # the batch's positions in the training split
 
-    @property
-    def warmup(self) -> Callable[[float], float]:
-        """factor(fraction): min(1, epoch / (fraction x epochs)) -- a linear warm-up over a fraction of the run."""
-        return lambda fraction: min(1.0, self.epoch / max(fraction * self.epochs, 1e-12))
+    def warmup(self, fraction: float) -> float:
+        """min(1, epoch / (fraction x epochs)): a linear warm-up over `fraction` of the run (mdistiller's
+        `min(epoch / warmup_epochs, 1)` with its 20 of 240 epochs scaled to this recipe's length)."""
+        return min(1.0, self.epoch / max(fraction * self.epochs, 1e-12))
 
 
 # losses(model, x, y, step) -> (logits, {name: loss}); the harness sums the terms and logs each.

@@ -11,6 +11,7 @@ PKT's near-uniform similarities -- and differ from each other's by up to 1e-2 re
 """
 from __future__ import annotations
 
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -164,9 +165,7 @@ def compare_with_mdistiller(md, name, monkeypatch=None):
 @pytest.mark.parametrize("name", list(MDISTILLER))
 def test_distiller_matches_mdistiller(md, name, monkeypatch):
     if name == "crd":  # mdistiller's ContrastMemory moves its sampler to CUDA when built; the test passes indices
-        monkeypatch.setattr(md.distillers.CRD.__globals__["AliasMethod"] if hasattr(md.distillers.CRD, "__globals__")
-                            else __import__("mdistiller.distillers.CRD", fromlist=["AliasMethod"]).AliasMethod,
-                            "cuda", lambda self: None)
+        monkeypatch.setattr(sys.modules["mdistiller.distillers.CRD"].AliasMethod, "cuda", lambda self: None)
     compare_with_mdistiller(md, name)
 
 

@@ -60,3 +60,16 @@ def test_split_shares_parameters_with_the_model():
 def test_unknown_model_lists_valid_names():
     with pytest.raises(KeyError, match="valid: .*resnet20"):
         create_model("resnet21")
+
+
+def test_a_changed_layout_gets_a_new_key_and_other_models_keep_theirs(make_runner, monkeypatch):
+    """VGG moved to mdistiller's layout (revision 2): its cells retrain; a ResNet cell's key is untouched."""
+    import baselines.registry as R
+    from suite.spec import CellSpec
+
+    vgg = CellSpec.make("baseline", "vgg8", "synthetic_cifar10", "smoke")
+    resnet = CellSpec.make("baseline", "resnet8", "synthetic_cifar10", "smoke")
+    now = {s.model: make_runner().resolve(s).key for s in (vgg, resnet)}
+    monkeypatch.setattr(R, "REVISIONS", {})  # as the keys were computed before revisions existed
+    before = {s.model: make_runner().resolve(s).key for s in (vgg, resnet)}
+    assert now["vgg8"] != before["vgg8"] and now["resnet8"] == before["resnet8"]

@@ -1,6 +1,7 @@
 """Table `kd`: knowledge distillation on CIFAR-100 in the layout of EncodeNet Table 4.
 
-Rows: teacher, student baseline, KD, RKD, FitNet, FT, EncodeNet (no teacher); one column group per
+Rows: teacher, student baseline, every registered distiller (the paper's KD, RKD, FitNet, FT first),
+EncodeNet (no teacher); one column group per
 teacher -> student pair. Each distiller cell depends on the pair's teacher (a `baseline` cell, trained
 once and shared); the train-cost column counts the teacher too, because a fair reader must see it.
 """
@@ -40,8 +41,8 @@ def parse_pairs(text: str) -> list[tuple[str, str]]:
 class KDTable(Table):
     name = "kd"
     title = "Knowledge distillation (EncodeNet Table 4)"
-    description = ("Students distilled from a teacher by KD, RKD, FitNet and FT, beside the student trained alone "
-                   "under the same recipe; EncodeNet uses no teacher.")
+    description = ("Students distilled from a teacher by every registered distiller (EncodeNet's KD, RKD, FitNet, FT "
+                   "first), beside the student trained alone under the same recipe; EncodeNet uses no teacher.")
     pivot = ("Method", "Pair")
     family = "distiller"
     columns = C.DEFAULT + [C.VERDICT_DELTA, C.VERDICT]
@@ -111,7 +112,11 @@ class KDTable(Table):
                  "The teacher is trained once (seed 0) by its own recipe (protocol `mdistiller_teacher`, in the header) "
                  "and shared by every student, seed and table; the student baseline and every distilled student train "
                  "on the same data by the same recipe (protocol `mdistiller`). Verdicts compare each row with the "
-                 "student baseline (Welch 95 % interval over seeds).",
+                 "student baseline (Welch 95 % interval over seeds); a row with fewer finished seeds than the "
+                 "header's shows its own n, and one seed gives no verdict.",
+                 "Distillers use their paper's defaults (mdistiller / RepDistiller config values; docstrings in "
+                 "methods/); AB and FSP train the student's feature layers on their loss first (1/8 of the epochs), "
+                 "then on cross-entropy, as RepDistiller does; DKD's and ReviewKD's warm-up is 20/240 of the epochs.",
                  "Reported figures (CIFAR-100 only): EncodeNet Table 4 (ResNet110 → ResNet32, VGG16 → VGG8, run with "
                  "mdistiller), the RepDistiller / CRD README (ResNet56 → ResNet20, ResNet110 → ResNet32, ResNet32x4 → "
                  "ResNet8x4, VGG13 → VGG8) and mdistiller's README (KD, DKD); their protocols are in brackets."]
