@@ -1,4 +1,5 @@
-"""Unstructured magnitude pruning (torch.nn.utils.prune), starting from the trained baseline.
+"""Unstructured pruning (torch.nn.utils.prune) by magnitude -- or at random, ShrinkBench's control --
+starting from the trained baseline.
 
 - `schedule="constant"`: prune the smallest-magnitude weights once to `sparsity` (globally across
   layers, or per layer), then fine-tune with the mask held (Han et al. 2015).
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 from torch.nn.utils import prune
 
@@ -27,10 +29,13 @@ class PruneParams:
     schedule: str = "constant"  # or "gradual"
     initial_sparsity: float = 0.5  # gradual only
     finetune_fraction: float = 0.5  # fine-tuning epochs as a fraction of the recipe's
+    criterion: str = "magnitude"  # or "random": weights drawn uniformly (seeded by the cell's seed)
 
     def __post_init__(self) -> None:
-        if self.scope not in {"global", "layer"} or self.schedule not in {"constant", "gradual"}:
-            raise ValueError(f"prune: scope must be global|layer and schedule constant|gradual, got {self}")
+        if self.scope not in {"global", "layer"} or self.schedule not in {"constant", "gradual"} \
+                or self.criterion not in {"magnitude", "random"}:
+            raise ValueError(f"prune: scope must be global|layer, schedule constant|gradual, criterion "
+                             f"magnitude|random, got {self}")
         if not 0 <= self.sparsity < 1:
             raise ValueError(f"prune: sparsity must be in [0, 1), got {self.sparsity}")
 
@@ -42,18 +47,21 @@ def gradual_sparsity(step: int, steps: int, initial: float, final: float) -> flo
     return final + (initial - final) * (1 - step / (steps - 1)) ** 3
 
 
-def prune_to(model: nn.Module, target: float, scope: str) -> None:
-    """Raise the model's weight sparsity to `target` by magnitude (masks stay attached)."""
+def prune_to(model: nn.Module, target: float, scope: str, criterion: str = "magnitude", seed: int = 0) -> None:
+    """Raise the model's weight sparsity to `target` by magnitude or at random (masks stay attached)."""
     current = weight_sparsity(model)
     if target <= current:
         return
     amount = (target - current) / (1 - current)  # a fraction of the weights still unpruned
     layers = [(m, "weight") for _, m in compressible_layers(model)]
-    if scope == "global":
-        prune.global_unstructured(layers, pruning_method=prune.L1Unstructured, amount=amount)
-    else:
-        for m, name in layers:
-            prune.l1_unstructured(m, name, amount=amount)
+    method = prune.L1Unstructured if criterion == "magnitude" else prune.RandomUnstructured
+    with torch.random.fork_rng(devices=[]):  # random pruning draws from its own seeded stream
+        torch.manual_seed(seed)
+        if scope == "global":
+            prune.global_unstructured(layers, pruning_method=method, amount=amount)
+        else:
+            for m, name in layers:
+                method.apply(m, name, amount=amount)
 
 
 @register_method
@@ -62,7 +70,7 @@ class MagnitudePruning(Method):
     version = "1"
     family = "compression"
     Params = PruneParams
-    description = "unstructured magnitude pruning (constant or gradual) with fine-tuning"
+    description = "unstructured pruning by magnitude or at random (constant or gradual) with fine-tuning"
 
     def requires(self, spec, params):
         return baseline_dependency(spec)
@@ -76,11 +84,11 @@ class MagnitudePruning(Method):
             schedule = [p.sparsity] * epochs
         else:
             schedule = [gradual_sparsity(t, epochs, p.initial_sparsity, p.sparsity) for t in range(epochs)]
-        prune_to(model, schedule[0] if schedule else p.sparsity, p.scope)  # no epochs: prune, nothing to tune
+        prune_to(model, schedule[0] if schedule else p.sparsity, p.scope, p.criterion, ctx.spec.seed)  # 0 epochs: no tuning
 
         def next_step(epoch: int, m: nn.Module) -> None:  # epoch counts from 1; prepare the next epoch
             if epoch < epochs:
-                prune_to(m, schedule[epoch], p.scope)
+                prune_to(m, schedule[epoch], p.scope, p.criterion, ctx.spec.seed + epoch)
 
         ctx.fit(model, recipe=recipe, stage="finetune", on_epoch_end=next_step)
         for _, m in compressible_layers(model):

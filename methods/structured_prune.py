@@ -1,6 +1,7 @@
 """Structured (channel) pruning with Torch-Pruning, starting from the trained baseline.
 
-Removes `ratio` of the channels of every prunable layer by L2 magnitude (Torch-Pruning's
+Removes `ratio` of the channels of every prunable layer by L2 magnitude, or at random (ShrinkBench's
+control; Torch-Pruning's RandomImportance, seeded by the cell's seed) (Torch-Pruning's
 MagnitudePruner follows the dependency graph, so residual connections and flatten layers stay
 consistent), keeps the classifier's outputs, then fine-tunes. The result is a genuinely smaller dense
 model: fewer parameters and FLOPs, and lower latency. Torch-Pruning's `pruning_ratio` is a ratio of
@@ -20,10 +21,11 @@ from suite.plugins import Method, register_method
 class StructuredPruneParams:
     ratio: float = 0.4  # fraction of channels removed in every prunable layer
     finetune_fraction: float = 0.5
+    importance: str = "l2"  # or "random"
 
     def __post_init__(self) -> None:
-        if not 0 < self.ratio < 1:
-            raise ValueError(f"structured_prune: ratio must be in (0, 1), got {self.ratio}")
+        if not 0 < self.ratio < 1 or self.importance not in {"l2", "random"}:
+            raise ValueError(f"structured_prune: ratio must be in (0, 1) and importance l2|random, got {self}")
 
 
 @register_method
@@ -32,7 +34,7 @@ class StructuredPruning(Method):
     version = "1"
     family = "compression"
     Params = StructuredPruneParams
-    description = "channel pruning with Torch-Pruning (L2 magnitude), then fine-tuning"
+    description = "channel pruning with Torch-Pruning (L2 magnitude or random), then fine-tuning"
 
     def requires(self, spec, params):
         return baseline_dependency(spec)
@@ -42,10 +44,14 @@ class StructuredPruning(Method):
 
         model = ctx.deps["baseline"].load_model(ctx.device).eval()
         example = torch.zeros(1, ctx.info.in_chans, ctx.info.image_size, ctx.info.image_size, device=ctx.device)
-        pruner = tp.pruner.MagnitudePruner(model, example, importance=tp.importance.MagnitudeImportance(p=2),
+        importance = tp.importance.MagnitudeImportance(p=2) if ctx.params.importance == "l2" \
+            else tp.importance.RandomImportance()
+        pruner = tp.pruner.MagnitudePruner(model, example, importance=importance,
                                            pruning_ratio=ctx.params.ratio, ignored_layers=[model.head.fc])
         before = sum(p.numel() for p in model.parameters())
-        pruner.step()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(ctx.spec.seed)
+            pruner.step()
         ctx.record(params_before=before, params_kept_fraction=sum(p.numel() for p in model.parameters()) / before)
         ctx.fit(model, recipe=finetune_recipe(ctx.recipe, ctx.params.finetune_fraction), stage="finetune")
         return model

@@ -20,6 +20,7 @@ from suite.stats import compare
 # --- column names ---------------------------------------------------------------------------------------
 PARAMS, NONZERO, SIZE_MB, SIZE_KB, SIZE_FORMAT = "Params", "Non-zero params", "Size (MB)", "Size (KB)", "Size format"
 FLOPS, LATENCY, TEST_TIME = "FLOPs (M)", "Latency b1 ms (p90)", "Test-set time (s)"
+FLOPS_NONZERO = "FLOPs after removal (M)"  # non-zero weights only (suite.measure.count_nonzero_flops)
 THROUGHPUT, ENERGY = "Throughput (img/s)", "Energy (mJ)"
 TOP1, N, REPORTED, DELTA_REPORTED, TRAIN_COST = "Top-1 % (ours)", "n", "Top-1 % (reported)", "Δ vs reported", "Train cost"
 NOISE, SALT_PEPPER = "Top-1 % noise σ=0.3", "Top-1 % salt & pepper 10 %"
@@ -119,6 +120,7 @@ CATALOGUE: dict[str, Column] = {c.name: c for c in [
     Column(SIZE_KB, _metric("size_bytes", lambda v: fmt(v / 1e3, 1))),
     Column(SIZE_FORMAT, _metric("size_format", str)),
     Column(FLOPS, _metric("flops", lambda v: fmt(v / 1e6, 1))),
+    Column(FLOPS_NONZERO, _metric("flops_nonzero", lambda v: fmt(v / 1e6, 2))),
     Column(LATENCY, lambda rc: f"{fmt(rc.metrics['latency_ms'], 3)} ({fmt(rc.metrics['latency_p90_ms'], 3)})"
            if rc.metrics else ""),
     Column(TEST_TIME, _metric("test_set_seconds", lambda v: fmt(v, 3))),
@@ -141,6 +143,8 @@ def raw_values(rc: RowCells) -> dict[str, Any]:
             "_latency_ms": m.get("latency_ms"), "_latency_p90_ms": m.get("latency_p90_ms"),
             "_test_set_seconds": m.get("test_set_seconds"), "_size_bytes": m.get("size_bytes"),
             "_params": m.get("params"), "_nonzero_params": m.get("nonzero_params"), "_role": rc.row.role,
+            "_flops_nonzero": m.get("flops_nonzero"),
+            "_image_seconds": 1 / m["throughput_img_s"] if m.get("throughput_img_s") else None,
             "_keys": " ".join(r["key"] for r in rc.records if r)}
 
 

@@ -132,6 +132,32 @@ def device_description(device: torch.device) -> str:
 
 
 @torch.no_grad()
+def count_nonzero_flops(model: nn.Module, example: torch.Tensor) -> int | None:
+    """FLOPs of the conv and linear layers counting only non-zero weights (2 per multiply-add): what a
+    kernel that skips pruned weights would compute -- ShrinkBench's "FLOPs after removal", the basis of a
+    theoretical speed-up. None for a model without plain conv / linear layers (an int8 model)."""
+    total, hooks = [0], []
+
+    def conv(m: nn.Conv2d, _, out: torch.Tensor) -> None:
+        total[0] += 2 * int((m.weight != 0).sum()) * out.shape[-1] * out.shape[-2]
+
+    def linear(m: nn.Linear, _, out: torch.Tensor) -> None:
+        total[0] += 2 * int((m.weight != 0).sum())
+
+    for m in model.modules():
+        if type(m) is nn.Conv2d:
+            hooks.append(m.register_forward_hook(conv))
+        elif type(m) is nn.Linear:
+            hooks.append(m.register_forward_hook(linear))
+    try:
+        with eval_mode(model), torch.no_grad():
+            model(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    return total[0] if hooks else None
+
+
 def measure_model(model: nn.Module, input_shape: tuple[int, int, int], device: torch.device | str = "cpu", *,
                   latency_runs: int = 100, warmup: int = 10, throughput_batch: int = 256,
                   throughput_seconds: float = 2.0, artifact: Path | None = None, precision: str = "fp32") -> dict:
@@ -144,6 +170,7 @@ def measure_model(model: nn.Module, input_shape: tuple[int, int, int], device: t
     out: dict = count_parameters(model)
     out["size_bytes"] = saved_size_bytes(model, artifact)
     out["flops"] = count_flops(model, torch.randn(1, *input_shape, device=device))
+    out["flops_nonzero"] = count_nonzero_flops(model, torch.zeros(1, *input_shape, device=device))
     one = batch_to_memory_format(torch.randn(1, *input_shape, device=device), precision)
     model = in_precision(model, device, precision)
     out.update(latency_stats(time_calls(model, [one] * latency_runs, warmup)))

@@ -125,3 +125,46 @@ def test_clustered_resnet8_keeps_its_accuracy_under_the_cpu_sgd_recipe(make_runn
     assert runner.run(cells).failed == {}
     baseline, clustered = (runner.store.get(c.key)["metrics"]["top1"] for c in cells)
     assert baseline > 50 and clustered > 0.8 * baseline, (baseline, clustered)
+
+
+@pytest.mark.parametrize("scope", ["global", "layer"])
+@pytest.mark.parametrize("criterion", ["magnitude", "random"])
+def test_pruning_reaches_every_asked_ratio_of_the_pruning_table(scope, criterion):
+    from baselines import create_model
+    from methods.prune import prune_to
+    from suite.tables.pruning import RATIOS
+
+    for ratio in RATIOS:
+        model = create_model("lenet5", num_classes=10, in_chans=1)
+        prune_to(model, 1 - 1 / ratio, scope, criterion, seed=0)
+        assert weight_sparsity(model) == pytest.approx(1 - 1 / ratio, abs=0.01), (ratio, scope, criterion)
+
+
+def test_random_pruning_is_seeded_and_differs_from_magnitude_pruning():
+    from baselines import create_model
+    from methods.prune import prune_to
+
+    torch.manual_seed(0)
+    base = create_model("lenet5", num_classes=10, in_chans=1).state_dict()
+
+    def mask(criterion, seed):
+        model = create_model("lenet5", num_classes=10, in_chans=1)
+        model.load_state_dict(base)
+        prune_to(model, 0.75, "global", criterion, seed)
+        return torch.cat([m.weight_mask.flatten() for _, m in compressible_layers(model)])
+
+    assert torch.equal(mask("random", 0), mask("random", 0))
+    assert not torch.equal(mask("random", 0), mask("random", 1))
+    assert (mask("random", 0) != mask("magnitude", 0)).float().mean() > 0.2
+
+
+def test_flops_after_removal_count_only_non_zero_weights():
+    from suite.measure import count_flops, count_nonzero_flops
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Flatten(), torch.nn.Linear(8 * 16, 10))
+    x = torch.zeros(1, 3, 4, 4)
+    assert count_nonzero_flops(model, x) == count_flops(model, x)  # dense: the FLOP counter's conv + linear figure
+    with torch.no_grad():
+        model[0].weight[:4] = 0  # half the conv's output channels
+        model[2].weight[:, ::2] = 0  # half the linear weights
+    assert count_nonzero_flops(model, x) == count_flops(model, x) // 2

@@ -1,0 +1,121 @@
+"""Table `pruning`: pruning compared the way ShrinkBench asks (Blalock et al. 2020, "What is the state of
+neural network pruning?").
+
+For each (architecture, dataset) pair, one trained baseline cell (the `baselines` table's own) is
+pruned to compression ratios 2, 4, 8, 16, 32 by global magnitude, layer-wise magnitude and random
+unstructured pruning, and by L2 and random channel pruning, each fine-tuned by the same recipe.
+Reported per operating point: the ratio asked and achieved (dense / non-zero parameters), FLOPs after
+removal (non-zero weights only) and the theoretical speed-up they give, the measured batch-1 and
+batch-256 speed-ups on this machine, and top-1 with its verdict against the dense baseline.
+Plots: top-1 against achieved ratio and against measured speed-up, one line per method.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from suite import columns as C
+from suite.columns import Relative
+from suite.spec import CellSpec
+from suite.tables import Table, TableOptions, TableRow, register_table
+from suite.tables.baselines import DATASET_LABELS, MODEL_LABELS, label
+
+RATIOS = (2, 4, 8, 16, 32)
+PAIRS = {"smoke": [("lenet5", "mnist"), ("resnet8", "cifar10")], "cpu": [("lenet5", "mnist"), ("resnet20", "cifar10")],
+         "paper": [("lenet5", "mnist"), ("resnet20", "cifar10"), ("resnet56", "cifar10"), ("vgg16", "cifar10")]}
+ACHIEVED, THEORETICAL = "Ratio (achieved)", "Theoretical speed-up"
+SPEEDUP_B1, SPEEDUP_BN = "Speed-up b1 (measured)", "Speed-up b256 (measured)"
+
+
+def unstructured(criterion: str, scope: str):
+    return lambda r: ("prune", {"sparsity": 1 - 1 / r, "scope": scope, "criterion": criterion})
+
+
+def channels(importance: str):
+    # a fraction c of every layer's channels leaves about (1 - c)^2 of a conv's weights
+    return lambda r: ("structured_prune", {"ratio": round(1 - 1 / math.sqrt(r), 4), "importance": importance})
+
+
+METHODS = {"Global magnitude": unstructured("magnitude", "global"),
+           "Layer-wise magnitude": unstructured("magnitude", "layer"),
+           "Global random": unstructured("random", "global"),
+           "Channels, L2": channels("l2"),
+           "Channels, random": channels("random")}
+
+
+@register_table
+class PruningTable(Table):
+    name = "pruning"
+    title = "Pruning: ratio sweeps against random and magnitude baselines (ShrinkBench layout)"
+    description = ("Unstructured (global / layer-wise magnitude, random) and channel (L2, random) pruning of one "
+                   "trained baseline per pair at compression ratios 2-32, each fine-tuned by the same recipe.")
+    columns = [C.NONZERO, ACHIEVED, C.FLOPS_NONZERO, THEORETICAL, C.LATENCY, SPEEDUP_B1, SPEEDUP_BN, C.TOP1, C.N,
+               C.VERDICT_DELTA, C.VERDICT, C.TRAIN_COST]
+    relative = [Relative(ACHIEVED, "_nonzero_params", "ratio", ("Pair",), template="{:.1f}×"),
+                Relative(THEORETICAL, "_flops_nonzero", "ratio", ("Pair",), template="{:.2f}×"),
+                Relative(SPEEDUP_B1, "_latency_ms", "ratio", ("Pair",), template="{:.2f}×", missing="n/a"),
+                Relative(SPEEDUP_BN, "_image_seconds", "ratio", ("Pair",), template="{:.2f}×", missing="n/a")] \
+        + C.verdict_columns(("Pair",))
+
+    def rows(self, opts: TableOptions) -> list[TableRow]:
+        rows = []
+        for model, dataset in PAIRS.get(opts.profile, PAIRS["cpu"]):
+            dataset = opts.dataset or dataset
+            pair = f"{label(model, MODEL_LABELS)} / {DATASET_LABELS.get(dataset, dataset)}"
+            rows.append(TableRow({"Pair": pair, "Method": "Dense baseline", "Ratio (asked)": "1×"},
+                                 CellSpec.make("baseline", model, dataset, opts.profile), role="reference"))
+            for text, make in METHODS.items():
+                for r in RATIOS:
+                    method, params = make(r)
+                    rows.append(TableRow({"Pair": pair, "Method": text, "Ratio (asked)": f"{r}×"},
+                                         CellSpec.make(method, model, dataset, opts.profile, params=params)))
+        return rows
+
+    def plot(self, frame: pd.DataFrame, opts: TableOptions, out_dir: Path) -> list[Path]:
+        """Per pair: top-1 against achieved ratio and against measured batch-1 speed-up, a line per method."""
+        from suite.plots import _pyplot
+
+        plt, paths = _pyplot(), []
+        for pair, group in frame.groupby("Pair", sort=False):
+            ref = group[group["_role"] == "reference"]
+            if ref.empty or ref["_top1_mean"].isna().all():
+                continue
+            ref = ref.iloc[0]
+            fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+            for method, rows in group[group["_role"] != "reference"].groupby("Method", sort=False):
+                rows = rows[rows["_top1_mean"].notna()]
+                if rows.empty:
+                    continue
+                ratio = ref["_nonzero_params"] / rows["_nonzero_params"]
+                speedup = ref["_latency_ms"] / rows["_latency_ms"]
+                axes[0].plot(ratio, rows["_top1_mean"], "o-", label=method)
+                axes[1].plot(speedup, rows["_top1_mean"], "o-", label=method)
+            for ax, xlabel in zip(axes, ("compression ratio (dense / non-zero parameters)", "measured batch-1 speed-up")):
+                ax.axhline(ref["_top1_mean"], color="k", ls="--", lw=1, label="dense baseline")
+                ax.set_xscale("log", base=2)
+                ax.set_xlabel(xlabel)
+                ax.set_ylabel("top-1 (%)")
+                ax.grid(True, alpha=0.3)
+            axes[1].legend(fontsize=7)
+            fig.suptitle(f"{pair}, profile {opts.profile}", fontsize=9)
+            fig.tight_layout()
+            path = out_dir / f"pruning_curves_{pair.split(' / ')[0].lower().replace('-', '')}.png"
+            fig.savefig(path, dpi=110)
+            plt.close(fig)
+            paths.append(path)
+        return paths
+
+    def notes(self, opts: TableOptions) -> list[str]:
+        return [
+            "Ratio (asked) r: unstructured rows prune a fraction 1 - 1/r of the conv and linear weights; channel rows "
+            "remove a fraction 1 - 1/√r of every layer's channels (a conv keeps about (1 - c)² of its weights), so "
+            "their achieved ratio departs from the asked one and is shown beside it. Achieved = dense / non-zero "
+            "parameters (biases and BatchNorm included).",
+            "FLOPs after removal count the conv and linear multiply-adds of non-zero weights only (what a kernel "
+            "that skips pruned weights would do); the theoretical speed-up is the dense baseline's FLOPs over them. "
+            "Measured speed-ups time the saved model on this CPU (dense kernels: unstructured zeros are not skipped).",
+            "Every pruned row starts from the pair's dense baseline cell (the `baselines` table's) and fine-tunes "
+            "for half the recipe's epochs; random rows are seeded by the cell's seed.",
+        ]
