@@ -6,8 +6,8 @@ starting from the trained baseline.
 - `schedule="gradual"`: Zhu & Gupta 2017, s_t = s_f + (s_i - s_f)(1 - t/n)^3, applied at the start
   of every fine-tuning epoch; the final sparsity is reached at the start of the last epoch, which then
   fine-tunes at it.
-torch's pruning containers apply an amount to the weights still unpruned, so each step asks for
-(s_t - s_prev) / (1 - s_prev). Size is reported as the gzip of the saved state dict (zeros compress);
+Each step sets the masks to the s_t fraction of the weights with the smallest magnitude (or the lowest
+seeded random scores), never reviving a pruned weight. Size is reported as the gzip of the saved state dict (zeros compress);
 dense kernels do not run faster on unstructured zeros, so latency is expected to stay unchanged.
 """
 from __future__ import annotations
@@ -48,20 +48,41 @@ def gradual_sparsity(step: int, steps: int, initial: float, final: float) -> flo
 
 
 def prune_to(model: nn.Module, target: float, scope: str, criterion: str = "magnitude", seed: int = 0) -> None:
-    """Raise the model's weight sparsity to `target` by magnitude or at random (masks stay attached)."""
-    current = weight_sparsity(model)
-    if target <= current:
+    """Raise the model's weight sparsity to `target` (masks stay attached; pruned weights stay pruned).
+
+    The masks are computed here rather than by torch's pruning functions, which flatten weights with
+    `.view` and fail on channels_last weights -- the layout the harness trains in under bf16, where the
+    gradual schedule prunes between epochs."""
+    layers = [m for _, m in compressible_layers(model)]
+    weights = [m.weight.detach() for m in layers]
+    kept = [w != 0 for w in weights]
+    total = sum(w.numel() for w in weights)
+    if round(target * total) <= total - sum(int(k.sum()) for k in kept):
         return
-    amount = (target - current) / (1 - current)  # a fraction of the weights still unpruned
-    layers = [(m, "weight") for _, m in compressible_layers(model)]
-    method = prune.L1Unstructured if criterion == "magnitude" else prune.RandomUnstructured
-    with torch.random.fork_rng(devices=[]):  # random pruning draws from its own seeded stream
-        torch.manual_seed(seed)
-        if scope == "global":
-            prune.global_unstructured(layers, pruning_method=method, amount=amount)
+    if criterion == "magnitude":
+        scores = [w.abs().float() for w in weights]
+    else:
+        generator = torch.Generator().manual_seed(seed)
+        scores = [torch.rand(w.shape, generator=generator).to(w.device) for w in weights]
+    scores = [torch.where(k, s, torch.full_like(s, -1.0)) for s, k in zip(scores, kept)]  # pruned stay pruned
+    if scope == "global":
+        flat = torch.cat([s.reshape(-1) for s in scores])
+        keep = torch.zeros_like(flat, dtype=torch.bool)
+        keep[flat.topk(total - round(target * total)).indices] = True
+        masks = list(keep.split([s.numel() for s in scores]))
+    else:
+        masks = []
+        for s in scores:
+            keep = torch.zeros(s.numel(), dtype=torch.bool, device=s.device)
+            keep[s.reshape(-1).topk(s.numel() - round(target * s.numel())).indices] = True
+            masks.append(keep)
+    for m, keep, w in zip(layers, masks, weights):
+        mask = keep.view(w.shape).to(w.dtype)
+        if prune.is_pruned(m):
+            m.weight_mask.copy_(mask)
+            m.weight = m.weight_orig * m.weight_mask  # what torch's forward pre-hook sets
         else:
-            for m, name in layers:
-                method.apply(m, name, amount=amount)
+            prune.custom_from_mask(m, "weight", mask)
 
 
 @register_method

@@ -168,3 +168,16 @@ def test_flops_after_removal_count_only_non_zero_weights():
         model[0].weight[:4] = 0  # half the conv's output channels
         model[2].weight[:, ::2] = 0  # half the linear weights
     assert count_nonzero_flops(model, x) == count_flops(model, x) // 2
+
+
+def test_gradual_pruning_works_on_channels_last_weights():
+    """Under bf16 the harness trains in channels_last, and the gradual schedule prunes between epochs;
+    torch's own pruning functions fail on such weights (`.view` of a non-contiguous tensor)."""
+    from baselines import create_model
+    from methods.prune import prune_to
+    from suite.numerics import to_memory_format
+
+    model = to_memory_format(create_model("resnet8"), "bf16")
+    for step, target in enumerate((0.5, 0.75, 0.875)):
+        prune_to(model, target, "global", "magnitude", step)
+        assert weight_sparsity(model) == pytest.approx(target, abs=0.01)
