@@ -90,7 +90,10 @@ def header_lines(table: Table, opts: TableOptions, rows: list[TableRow], results
         "- Data: " + " | ".join(data_lines),
         f"- Software: {'; '.join(versions) or 'n/a'}; commit {', '.join(commits) or 'n/a'}; rendered {dt.date.today().isoformat()}",
         f"- Latency: batch 1, median (p90) of 100 timed runs after 10 warm-up runs ({timer}); size: bytes of the saved "
-        "state dict (MB = 10^6 bytes); FLOPs: forward pass of one image (a multiply-add counts 2)",
+        "state dict (MB = 10^6 bytes); FLOPs: forward pass of one image (a multiply-add counts 2). Each cell is timed "
+        "when it finishes training, under whatever else the machine runs then (other cells with `--jobs`, other "
+        "tables): latencies of rows trained at different times are comparable only after `--remeasure` of the table "
+        "on a quiet machine",
         "- Energy: measured only with a readable meter (NVML on GPU, RAPL on CPU); n/a means no meter, never an estimate",
         "- Reported: figures printed in the papers and reference codebases (in brackets: source; which epoch and how "
         "many runs, as far as the source says, `?` where it does not; from suite/reference/paper_figures.csv), not "
