@@ -79,12 +79,12 @@ class PruningTable(Table):
 
         plt, paths = _pyplot(), []
         for pair, group in frame.groupby("Pair", sort=False):
-            ref = group[group["_role"] == "reference"]
-            if ref.empty or ref["_top1_mean"].isna().all():
-                continue
+            ref, pruned = group[group["_role"] == "reference"], group[group["_role"] != "reference"]
+            if ref.empty or ref["_top1_mean"].isna().all() or pruned["_top1_mean"].isna().all():
+                continue  # nothing to draw yet
             ref = ref.iloc[0]
             fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-            for method, rows in group[group["_role"] != "reference"].groupby("Method", sort=False):
+            for method, rows in pruned.groupby("Method", sort=False):
                 rows = rows[rows["_top1_mean"].notna()]
                 if rows.empty:
                     continue
