@@ -55,11 +55,7 @@ class CC(Distiller):
     description = "correlation congruence of projected embeddings (RepDistiller's form)"
 
     def extra_modules(self, ctx, student, teacher):
-        return EmbedPair(embedding_dim(student, ctx), embedding_dim(teacher, ctx), ctx.params.embed_dim)
+        return EmbedPair(student.head.num_features, teacher.head.num_features, ctx.params.embed_dim)
 
     def loss_terms(self, params: CCParams, s: Features, t: Features, y, extra, step):
         return {"cc": params.weight * cc_loss(extra.student(s.embedding), extra.teacher(t.embedding))}
-
-
-def embedding_dim(model: nn.Module, ctx) -> int:
-    return model.head.num_features

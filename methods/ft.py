@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from suite.distill import Distiller, Features, TeacherParams, stage_shapes
+from suite.distill import Distiller, Features, TeacherParams, pool_to_common_size, stage_shapes
 from suite.modes import eval_mode
 from suite.plugins import register_method
 
@@ -49,11 +49,7 @@ def translator(student_channels: int, factor_channels: int) -> nn.Module:
 
 
 def factor_transfer_loss(student_factor: torch.Tensor, teacher_factor: torch.Tensor, p: int = 1) -> torch.Tensor:
-    hs, ht = student_factor.shape[-1], teacher_factor.shape[-1]
-    if hs > ht:
-        student_factor = F.adaptive_avg_pool2d(student_factor, teacher_factor.shape[-2:])
-    elif ht > hs:
-        teacher_factor = F.adaptive_avg_pool2d(teacher_factor, student_factor.shape[-2:])
+    student_factor, teacher_factor = pool_to_common_size(student_factor, teacher_factor)
     diff = F.normalize(student_factor.flatten(1)) - F.normalize(teacher_factor.flatten(1))
     return diff.abs().pow(p).mean()
 
