@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from suite.autoencoder import ConvertingAutoencoder
+from suite.compress import shaped_like
 from suite.context import CellContext
 from suite.data import DatasetInfo, Normalizer, Split
 from suite.plots import image_grid, plot_elbow
@@ -102,7 +103,7 @@ AE_FIELDS = tuple(f.name for f in dataclasses.fields(AutoencoderParams) if f.nam
 
 def stage_params(params: TargetsParams, fields: tuple[str, ...]) -> dict[str, Any]:
     """The non-default values among `fields`: equal stages get equal specs, so they are trained once."""
-    defaults = EncodeNetParams()
+    defaults = type(params)()
     return {f: getattr(params, f) for f in fields if getattr(params, f) != getattr(defaults, f)}
 
 
@@ -219,7 +220,14 @@ class EncodeNetAutoencoder(EncodeNetStage):
             ae = self.autoencoder(ctx.deps["baseline"].load_model(ctx.device), p, ctx.info)
         else:
             ae = self.build_model(ctx.spec, ctx.info, p)
-        ae = ae.to(ctx.device)
+        self.fit_and_record(ctx, ae.to(ctx.device), p.ae_epochs_scale, "autoencoder")
+        return ae
+
+    @classmethod
+    def fit_and_record(cls, ctx: CellContext, ae: ConvertingAutoencoder, epochs_scale: float, stage: str) -> None:
+        """Train `ae` to its targets (MSE; Adam, cosine) for `epochs_scale` x the recipe's epochs, then record
+        its reconstruction error and a figure of its conversions."""
+        p: AutoencoderParams = ctx.params
         norm = Normalizer(ctx.info, ctx.device)
         if p.target == "input":
             train, images = ctx.train, None
@@ -233,14 +241,13 @@ class EncodeNetAutoencoder(EncodeNetStage):
         def reconstruction(model: nn.Module, x: torch.Tensor, index: torch.Tensor, step):
             return None, {"mse": F.mse_loss(model(x).float(), target_of(x, index))}
 
-        recipe = ctx.recipe.scaled(p.ae_epochs_scale, optimizer="adam", lr=p.ae_lr, weight_decay=0.0, schedule="cosine")
-        result = ctx.fit(ae, losses=reconstruction, recipe=recipe, stage="autoencoder", train=train)
+        recipe = ctx.recipe.scaled(epochs_scale, optimizer="adam", lr=p.ae_lr, weight_decay=0.0, schedule="cosine")
+        result = ctx.fit(ae, losses=reconstruction, recipe=recipe, stage=stage, train=train)
         probe = train.subset(torch.arange(min(2000, len(train))))
-        mse = self.reconstruction_error(ae, probe, ctx, target_of)
+        mse = cls.reconstruction_error(ae, probe, ctx, target_of)
         ctx.record(recon_mse=mse, recon_mse_train_last_epoch=result.history[-1]["loss"] if result.history else None,
                    decoder_params=sum(q.numel() for q in ae.decoder.parameters()),
-                   figures=[self.draw_conversions(ae, probe, ctx, target_of)])
-        return ae
+                   figures=[cls.draw_conversions(ae, probe, ctx, target_of)])
 
     @staticmethod
     @torch.no_grad()
@@ -279,13 +286,19 @@ class EncodeNet(EncodeNetStage):
     family = "training"
     Params = EncodeNetParams
     description = "EncodeNet: frozen converting-autoencoder encoder + the baseline's classification layers"
+    keeps_baseline_params = True  # the composite has exactly the baseline's parameters (checked)
 
     def requires(self, spec, params):
-        fields = AE_FIELDS + (TARGET_FIELDS if params.target == "representative" else ())
-        deps = {"autoencoder": spec.with_(method="encodenet_ae", params=stage_params(params, fields))}
+        deps = {"autoencoder": self.autoencoder_spec(spec, params)}
         if params.head_init == "baseline":
             deps["baseline"] = self.baseline_spec(spec)
         return deps
+
+    @staticmethod
+    def autoencoder_spec(spec: CellSpec, params: AutoencoderParams) -> CellSpec:
+        """The trained converting autoencoder whose encoder this cell freezes."""
+        fields = AE_FIELDS + (TARGET_FIELDS if params.target == "representative" else ())
+        return spec.with_(method="encodenet_ae", params=stage_params(params, fields))
 
     def estimated_epochs(self, recipe, params) -> float:
         return recipe.epochs * params.head_epochs_scale / 3  # the frozen encoder runs forward only
@@ -295,7 +308,8 @@ class EncodeNet(EncodeNetStage):
         model = ctx.deps["baseline"].load_model(ctx.device) if p.head_init == "baseline" else \
             self.build_model(ctx.spec, ctx.info, p).to(ctx.device)
         encoder, classifier = model.split(split_point(p))
-        encoder.load_state_dict(ctx.deps["autoencoder"].load_model(ctx.device).encoder.state_dict())
+        state = ctx.deps["autoencoder"].load_model(ctx.device).encoder.state_dict()
+        shaped_like(encoder, state).load_state_dict(state)  # a pruned autoencoder's encoder is narrower
         for q in encoder.parameters():
             q.requires_grad_(False)
 
@@ -308,10 +322,11 @@ class EncodeNet(EncodeNetStage):
         ctx.fit(model, losses=head_loss, params=classifier.parameters(), frozen=encoder,
                 recipe=ctx.recipe.scaled(p.head_epochs_scale, lr=ctx.recipe.lr * p.head_lr_scale), stage="head")
         expected = sum(q.numel() for q in self.build_model(ctx.spec, ctx.info, p).parameters())
-        if sum(q.numel() for q in model.parameters()) != expected:
+        equal = sum(q.numel() for q in model.parameters()) == expected
+        if self.keeps_baseline_params and not equal:
             raise RuntimeError("EncodeNet model's parameter count differs from the baseline's")
         ae = ctx.deps["autoencoder"].metrics
         targets_key = (ae.get("deps") or {}).get("targets")
-        ctx.record(recon_mse=ae.get("recon_mse"), params_equal_baseline=True, equal_compute_scale=p.equal_compute_scale,
+        ctx.record(recon_mse=ae.get("recon_mse"), params_equal_baseline=equal, equal_compute_scale=p.equal_compute_scale,
                    upstream={"autoencoder": ctx.deps["autoencoder"].key, "targets": targets_key})
         return model

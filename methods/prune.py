@@ -113,7 +113,8 @@ class MagnitudePruning(Method):
 
         ctx.fit(model, recipe=recipe, stage="finetune", on_epoch_end=next_step)
         for _, m in compressible_layers(model):
-            prune.remove(m, "weight")  # bake the mask in: plain weights with zeros
+            if prune.is_pruned(m):  # sparsity 0 (a dense fine-tuning control) attaches no mask
+                prune.remove(m, "weight")  # bake the mask in: plain weights with zeros
         ctx.record(sparsity=weight_sparsity(model), sparsity_schedule=schedule)
         return model
 

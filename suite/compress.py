@@ -68,10 +68,11 @@ def gzip_size(model: nn.Module) -> int:
 
 
 def quantized_parameter_count(model: nn.Module) -> int:
-    """Weights and biases of a converted int8 model, which holds them outside `parameters()`."""
+    """Weights and biases of a converted int8 model, which holds them outside `parameters()` (FX: packed
+    `.weight`/`.bias`; pt2e: int8 `_frozen_param` tensors and fp32 biases beside scales and zero points)."""
     count = 0
     for key, value in model.state_dict().items():
-        if isinstance(value, torch.Tensor) and key.endswith((".weight", ".bias")):
+        if isinstance(value, torch.Tensor) and (key.endswith((".weight", ".bias", "_bias")) or value.dtype == torch.int8):
             count += value.numel()
         elif isinstance(value, tuple):  # packed linear params: (weight, bias)
             count += sum(v.numel() for v in value if isinstance(v, torch.Tensor))

@@ -158,6 +158,16 @@ def count_nonzero_flops(model: nn.Module, example: torch.Tensor) -> int | None:
     return total[0] if hooks else None
 
 
+def batch1_latency(model: nn.Module, input_shape: tuple[int, int, int], device: torch.device | str = "cpu",
+                   precision: str = "fp32", runs: int = 100, warmup: int = 10) -> dict[str, float]:
+    """Median and p90 milliseconds of one image through `model` (eval mode) in `precision`."""
+    from suite.numerics import batch_to_memory_format, in_precision
+
+    device = torch.device(device)
+    one = batch_to_memory_format(torch.randn(1, *input_shape, device=device), precision)
+    return latency_stats(time_calls(in_precision(model.eval().to(device), device, precision), [one] * runs, warmup))
+
+
 def measure_model(model: nn.Module, input_shape: tuple[int, int, int], device: torch.device | str = "cpu", *,
                   latency_runs: int = 100, warmup: int = 10, throughput_batch: int = 256,
                   throughput_seconds: float = 2.0, artifact: Path | None = None, precision: str = "fp32") -> dict:
@@ -171,9 +181,9 @@ def measure_model(model: nn.Module, input_shape: tuple[int, int, int], device: t
     out["size_bytes"] = saved_size_bytes(model, artifact)
     out["flops"] = count_flops(model, torch.randn(1, *input_shape, device=device))
     out["flops_nonzero"] = count_nonzero_flops(model, torch.zeros(1, *input_shape, device=device))
+    out.update(batch1_latency(model, input_shape, device, precision, latency_runs, warmup))
     one = batch_to_memory_format(torch.randn(1, *input_shape, device=device), precision)
     model = in_precision(model, device, precision)
-    out.update(latency_stats(time_calls(model, [one] * latency_runs, warmup)))
     meter = EnergyMeter(device)
     if meter.available:
         start = meter.read_mj()

@@ -62,16 +62,30 @@ def test_gradual_schedule_reaches_its_final_sparsity_on_its_last_step(compressed
     assert recorded[0] == pytest.approx(0.5) and recorded[-1] == pytest.approx(0.8)
 
 
-@pytest.mark.parametrize("name", ["static", "qat"])
-def test_int8_models_hold_int8_weights_are_3x_smaller_and_classify(compressed, name):
+def test_fx_int8_model_holds_int8_weights_is_3x_smaller_and_classifies(compressed):
     runner, keys, artifacts = compressed
     base = runner.store.get(keys["baseline"])["metrics"]
-    m = runner.store.get(keys[name])["metrics"]
+    m = runner.store.get(keys["qat"])["metrics"]
+    assert m["int8_flow"].startswith("torch.ao FX")  # QAT runs on the FX flow, and the record says so
     assert base["size_bytes"] / m["size_bytes"] >= 3
     assert m["top1"] > 50  # chance is 10 %
     assert m["params"] == base["params"]  # same weights, counted from the int8 state dict
-    state = final_state(artifacts, keys[name])
+    state = final_state(artifacts, keys["qat"])
     assert any(isinstance(v, torch.Tensor) and v.dtype == torch.qint8 for v in state.values())
+
+
+def test_pt2e_int8_model_holds_int8_weights_reloads_and_classifies(compressed):
+    pytest.importorskip("torchao.quantization.pt2e")
+    runner, keys, artifacts = compressed
+    base = runner.store.get(keys["baseline"])["metrics"]
+    m = runner.store.get(keys["static"])["metrics"]
+    assert m["int8_flow"].startswith("pt2e")  # torchao is installed: static PTQ took the pt2e flow
+    assert m["top1"] > 50 and m["params"] == base["params"]
+    model = runner.load_model(runner.resolve(spec("quantize", mode="static")))  # rebuilt from the saved program
+    weights = [v for k, v in model.graph.state_dict().items() if v.dtype == torch.int8]
+    assert sum(w.numel() for w in weights) == sum(w.numel() for w in layer_weights(
+        final_state(artifacts, keys["baseline"])).values())  # every conv and linear weight is int8
+    assert model(torch.randn(3, 1, 28, 28)).shape == (3, 10)
 
 
 def test_clustered_layers_hold_at_most_2_to_the_bits_values(compressed):

@@ -101,3 +101,36 @@ def test_bad_edge_options_give_one_line(run_dir, capsys, args, needle):
                  "smoke", *args])
     err = capsys.readouterr().err
     assert code == 2 and needle in err and len(err.strip().splitlines()) == 1
+
+
+CAENET_SMOKE = {"encoder_init": "scratch", "head_init": "scratch", "head_epochs_scale": 1.0, "targets_model": "lenet5"}
+
+
+def caenet_pruned(**prune):
+    return CellSpec.make("encodenet_pruned", "caenet_alexnet", "synthetic_cifar10", "smoke",
+                         params={**CAENET_SMOKE, **prune}, recipe_overrides={"epochs": 1})
+
+
+def test_caenet_pruning_stage_meets_a_latency_target_by_connection_then_channel_pruning(make_runner):
+    runner = make_runner()
+    reachable, impossible = caenet_pruned(target_speedup=1.5), caenet_pruned(target_speedup=1000.0, ratio_step=0.45)
+    assert runner.run(runner.plan([reachable, impossible])).failed == {}
+    stage = runner.resolve(reachable).deps["autoencoder"]
+    assert stage.spec.method == "caenet_prune" and stage.deps["autoencoder"].spec.method == "encodenet_ae"
+    m = runner.store.get(stage.key)["metrics"]
+    trace = m["latency_search"]
+    # a 1.5x faster composite on a 32x32 input needs channel pruning; the first ratio that met the target was kept
+    assert m["target_met"] and m["structural_ratio"] > 0 and m["target_reason"] == ""
+    assert trace[-1]["latency_ms"] <= m["latency_target_ms"] == pytest.approx(trace[0]["latency_ms"] / 1.5)
+    assert all(t["latency_ms"] > m["latency_target_ms"] for t in trace[:-1])
+    assert m["encoder_params_after"] < m["encoder_params_before"]
+    assert m["encoder_sparsity"] >= 0.45  # connection pruning's zeros (0.5 asked) held through fine-tuning
+    head = runner.store.get(runner.resolve(reachable).key)["metrics"]
+    unpruned = sum(q.numel() for q in create_model("caenet_alexnet", num_classes=10, in_chans=3).parameters())
+    assert head["target_met"] and head["params"] < unpruned and head["params_equal_baseline"] is False
+    composite = runner.load_model(runner.resolve(reachable))  # the narrower composite rebuilds from its weights
+    assert composite(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    # an unreachable target: the largest ratio is kept, and the record says why
+    m = runner.store.get(runner.resolve(impossible).deps["autoencoder"].key)["metrics"]
+    assert not m["target_met"] and m["structural_ratio"] == pytest.approx(0.9)
+    assert "no channel ratio up to 0.9" in m["target_reason"] and "FLOPs left" in m["target_reason"]

@@ -66,5 +66,5 @@ def test_every_measurement_of_bf16_cells_runs(make_runner):
         assert set(m["robust_top1"]) == {"gaussian_noise_0.3", "salt_pepper_10pct"}
         expected = "fp32" if s.method == "quantize" else "bf16"  # int8 kernels are timed as deployed
         assert m.get("measured_precision", expected) == expected
-    static = runner.load_model(runner.resolve(specs[1]))
-    assert any("quantized" in type(m).__module__ for m in static.modules())  # the int8 model reloads as int8
+    qat = runner.load_model(runner.resolve(specs[3]))
+    assert any("quantized" in type(m).__module__ for m in qat.modules())  # the int8 model reloads as int8

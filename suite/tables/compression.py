@@ -24,7 +24,7 @@ class CompressionTable(Table):
     columns = [C.TOP1, C.N, C.VERDICT_DELTA, C.VERDICT, C.REPORTED, C.DELTA_REPORTED, C.NONZERO, C.SIZE_KB,
                C.SIZE_FORMAT, C.LATENCY,
                "Speed-up b1", C.TEST_TIME, "Test-set speed-up", "Reported size (as printed)",
-               "Reported test-set time (s)", C.NOISE, C.SALT_PEPPER, C.TRAIN_COST]
+               "Reported test-set time (s)", C.NOISE, C.SALT_PEPPER, "Int8 flow", C.TRAIN_COST]
     relative = [Relative("Speed-up b1", "_latency_ms", "ratio", template="{:.2f}×", missing="n/a"),
                 Relative("Test-set speed-up", "_test_set_seconds", "ratio", template="{:.2f}×", missing="n/a")] \
         + C.verdict_columns(("_student",), ("reference", "student"))  # KD rows against the student alone
@@ -66,7 +66,9 @@ class CompressionTable(Table):
                 "scheduled_50_80"),
             row("Structured pruning, 40 % of channels", cell("structured_prune", ratio=0.4)),
             row("PTQ dynamic int8 (linear layers)", cell("quantize", mode="dynamic"), "ptq", "TIII"),
-            row("PTQ static int8 (FX, calibrated)", cell("quantize", mode="static"), "ptq", "TIII"),
+            row("PTQ static int8 (calibrated; pt2e when torchao is installed)", cell("quantize", mode="static"), "ptq",
+                "TIII"),
+            row("PTQ static int8 (torch.ao FX, calibrated)", cell("quantize", mode="static", flow="fx"), "ptq", "TIII"),
             row("QAT int8", cell("quantize", mode="qat"), "qat", "TIII"),
             row("Weight clustering, 4 bit", cell("cluster", bits=4)),
             row("Half-width student alone", cell("baseline", "lenet5_half"), role="student", student=True),
@@ -75,15 +77,23 @@ class CompressionTable(Table):
                      student=True) for t in TEMPERATURES]
         return rows + self.family_rows(opts, {"prune", "structured_prune", "quantize", "cluster"})
 
+    def cell_columns(self, row, metrics, lookup):
+        return {"Int8 flow": metrics.get("int8_flow") or "—"}
+
     def notes(self, opts: TableOptions) -> list[str]:
         return [
             "The paper used TensorFlow 2 (Adam lr 1e-3, 10 epochs, batch 256, 10 % validation split); the `compression` "
             "protocol uses that optimizer and schedule in PyTorch for the baseline and every fine-tuning stage "
             "(no validation split is held out). Its reported sizes are printed as \"Mb\" and are not comparable "
             "with ours in unit; compare ratios.",
-            "The paper's PTQ row (TensorFlow Lite post-training quantization) is shown beside both of our PTQ rows.",
+            "The paper's PTQ row (TensorFlow Lite post-training quantization) is shown beside each of our PTQ rows.",
+            "Int8 flow: which quantization flow produced the row (recorded by the cell). pt2e = torchao's "
+            "X86InductorQuantizer after torch.export, run through inductor with freezing (int8 oneDNN kernels; "
+            "compiled once per batch size before timing); torch.ao FX = the deprecated FX graph mode with fbgemm "
+            "kernels, kept as the fallback and for QAT and dynamic quantization.",
             "Sizes: gzip of the saved state dict for unstructured pruning (zeros compress; dense kernels gain no "
-            "speed from them), the saved int8 state dict for quantization, bit-packed indices + codebooks "
+            "speed from them), the saved int8 state dict for quantization (pt2e: the saved int8 program, graph "
+            "code included), bit-packed indices + codebooks "
             "(computed) for clustering, the saved fp32 state dict otherwise.",
             "Speed-ups are against the baseline row on the same machine; test-set time is one pass over the "
             "whole test split at the recipe's evaluation batch size.",
