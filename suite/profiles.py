@@ -84,6 +84,7 @@ PROFILES.register("cpu", Profile("cpu", "a 2-core CPU budget: MNIST tables in mi
     ("mnist", "default"): Recipe(epochs=12, batch_size=128, lr=0.05, weight_decay=5e-4),
     # ResNet20 trains at ~440 img/s here: 15 epochs on a 20k stratified subset is ~12 min a model.
     ("cifar", "default"): Recipe(epochs=15, batch_size=128, lr=0.1, weight_decay=5e-4, train_subset=20000),
+    ("cifar", "adam"): Recipe(epochs=15, batch_size=128, lr=1e-3, optimizer="adam", weight_decay=0.0, train_subset=20000),
     ("mnist", "compression"): Recipe(epochs=10, batch_size=256, lr=1e-3, optimizer="adam", weight_decay=0.0,
                                      schedule="constant"),
     # mdistiller's recipe shrunk to 10 epochs on a 10k subset (milestones at the same fractions, 0.625/0.75/0.875):
@@ -98,6 +99,7 @@ PROFILES.register("paper", Profile("paper", "each paper's own schedule (GPU); se
     # EncodeNet Sec. 4.1: baselines lr 0.1, weight decay 1e-4, 300 epochs (schedule not stated: cosine).
     ("mnist", "default"): Recipe(epochs=300, batch_size=128, lr=0.1, weight_decay=1e-4),
     ("cifar", "default"): Recipe(epochs=300, batch_size=128, lr=0.1, weight_decay=1e-4),
+    ("cifar", "adam"): Recipe(epochs=300, batch_size=128, lr=1e-3, optimizer="adam", weight_decay=0.0),
     # mdistiller CIFAR-100 recipe: 240 epochs, batch 64, lr 0.05 x0.1 at 150/180/210, wd 5e-4.
     ("cifar", "mdistiller"): Recipe(epochs=240, batch_size=64, lr=0.05, weight_decay=5e-4, schedule="multistep",
                                     milestones=(150, 180, 210)),
@@ -109,7 +111,9 @@ PROFILES.register("paper", Profile("paper", "each paper's own schedule (GPU); se
 }))
 
 
-TEACHER_PROTOCOLS = {"mdistiller": "mdistiller_teacher"}  # a student's protocol -> its teacher's
+# A student's protocol -> its teacher's. `adam` (the default budget with Adam lr 1e-3, no weight decay) is for
+# BN-free students that diverge under the default SGD lr 0.1; their teachers stay the default-recipe cells.
+TEACHER_PROTOCOLS = {"mdistiller": "mdistiller_teacher", "adam": "default"}
 
 
 def teacher_protocol(protocol: str) -> str:
