@@ -30,9 +30,10 @@ PREFIX = "mdistiller:"
 class MdistillerModel(nn.Module):
     """A suite model seen through mdistiller's model interface."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, image_size: int = 32) -> None:
         super().__init__()
         self.model = model
+        self.image_size = image_size  # of the probe that reads the stage shapes (the cell's dataset's)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
         f = self.model.forward_with_features(x)
@@ -42,7 +43,7 @@ class MdistillerModel(nn.Module):
     @torch.no_grad()
     def _shapes(self) -> list[torch.Size]:
         p = next(self.model.parameters())
-        x = torch.zeros(1, self.model.stem[0].in_channels, 32, 32, device=p.device)
+        x = torch.zeros(1, self.model.stem[0].in_channels, self.image_size, self.image_size, device=p.device)
         was = self.model.training
         self.model.eval()
         f = self.model.forward_with_features(x)
@@ -103,7 +104,8 @@ class MdistillerDistiller(Distiller):
         student = self.build_model(ctx.spec, ctx.info, ctx.params).to(ctx.device)
         teacher = self.load_teacher(ctx)
         cls = import_mdistiller().distiller_dict[self.key]
-        args = (MdistillerModel(student), MdistillerModel(teacher), self.config(ctx.params.overrides))
+        size = ctx.info.image_size
+        args = (MdistillerModel(student, size), MdistillerModel(teacher, size), self.config(ctx.params.overrides))
         if self.key == "CRD":
             raise PluginError("mdistiller:CRD needs its dataset's contrastive indices and moves its sampler to "
                               "CUDA when built; use the suite's `crd`")
