@@ -54,7 +54,7 @@ def test_every_measurement_of_bf16_cells_runs(make_runner):
     def spec(method, **params):
         return CellSpec.make(method, "lenet5", "synthetic_mnist", "smoke", params=params)
 
-    specs = [spec("baseline"), spec("quantize", mode="static"), spec("quantize", mode="dynamic"),
+    specs = [spec("baseline"), spec("quantize", mode="static", flow="fx"), spec("quantize", mode="dynamic"),
              spec("quantize", mode="qat"), spec("prune", sparsity=0.5), spec("cluster", bits=4),
              spec("early_exit", threshold=0.5)]
     cells = runner.plan(specs)
