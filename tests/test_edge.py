@@ -134,3 +134,14 @@ def test_caenet_pruning_stage_meets_a_latency_target_by_connection_then_channel_
     m = runner.store.get(runner.resolve(impossible).deps["autoencoder"].key)["metrics"]
     assert not m["target_met"] and m["structural_ratio"] == pytest.approx(0.9)
     assert "no channel ratio up to 0.9" in m["target_reason"] and "FLOPs left" in m["target_reason"]
+
+
+def test_each_edge_half_compares_with_its_reference_row_at_every_seed():
+    """Speed-ups and verdicts are relative to the row whose role is "reference" (it was once passed where
+    `single_seed` belongs: no speed-up was computed and the reference ran at seed 0 only)."""
+    from suite.tables import TableOptions
+    from suite.tables.edge import EdgeTable
+
+    rows = EdgeTable().rows(TableOptions(profile="cpu", seeds=3))
+    assert [r.labels["Model"] for r in rows if r.role == "reference"] == ["LeNet-5 (reference)", "AlexNet (reference)"]
+    assert not any(r.single_seed for r in rows)

@@ -104,7 +104,7 @@ class EdgeTable(Table):
                 return TableRow({"Dataset": ds_label, "Model": text}, spec, [top1] if top1 else [],
                                 {"Speed-up (reported, RPi4)": f"{base.value / speed.value:.2f}" if speed and base else "—",
                                  "Params (reported)": f"{params.value:g} {unit}" if params else "—",
-                                 "_slo_ms": self.slo[half]}, not_run, role)
+                                 "_slo_ms": self.slo[half]}, not_run=not_run, role=role)
 
             def cell(method: str, model: str, params: dict | None = None, protocol: str = "") -> CellSpec:
                 return CellSpec.make(method, model, dataset, opts.profile, params=params,
@@ -212,8 +212,9 @@ class EdgeTable(Table):
             "epochs, as the MNIST students do; the teacher is the reference row's cell.",
             "AlexNet is the suite's CIFAR variant (7.5 M parameters; the paper's is 9.3 M).",
             "MNIST rows follow the compression paper's LeNet-5 recipe (Adam lr 1e-3, 10 epochs, batch 256; shared with "
-            "the `compression` table): under the SGD recipe (lr 0.05) the BN-free KD student and the clustered "
-            "LeNet-5 collapsed to chance. CIFAR-10 rows use the profile's default SGD recipe.",
+            "the `compression` table): under the SGD recipe (lr 0.05) the BN-free KD student collapsed to chance, "
+            "and so did the clustered LeNet-5 before the centroid update was scaled (see `cluster`). CIFAR-10 rows "
+            "use the profile's default SGD recipe, except the KD student (protocol `adam`, above).",
         ]
         if opts.profile != "paper":
             notes.append("VGG16, ResNet50 (and their 0.4 structured-pruned versions), ResNet32, ResNet18 and MobileNetV2 "
