@@ -90,7 +90,9 @@ class CompressionTable(Table):
             "Int8 flow: which quantization flow produced the row (recorded by the cell). pt2e = torchao's "
             "X86InductorQuantizer after torch.export, run through inductor with freezing (int8 oneDNN kernels; "
             "compiled once per batch size before timing); torch.ao FX = the deprecated FX graph mode with fbgemm "
-            "kernels, kept as the fallback and for QAT and dynamic quantization.",
+            "kernels, kept as the fallback and for QAT and dynamic quantization. The pt2e row's test-set time "
+            "includes inductor compiling the graph at each new batch size (once per shape, seconds); its latency and "
+            "throughput are timed after warm-up calls and do not.",
             "Sizes: gzip of the saved state dict for unstructured pruning (zeros compress; dense kernels gain no "
             "speed from them), the saved int8 state dict for quantization (pt2e: the saved int8 program, graph "
             "code included), bit-packed indices + codebooks "
