@@ -75,7 +75,10 @@ def test_fx_int8_model_holds_int8_weights_is_3x_smaller_and_classifies(compresse
 
 
 def test_pt2e_int8_model_holds_int8_weights_reloads_and_classifies(compressed):
-    pytest.importorskip("torchao.quantization.pt2e")
+    from methods.quantize import QuantizeParams, resolve_flow
+
+    if resolve_flow(QuantizeParams()) != "pt2e":
+        pytest.skip("torchao's pt2e X86 quantizer is not importable with this torch")
     runner, keys, artifacts = compressed
     base = runner.store.get(keys["baseline"])["metrics"]
     m = runner.store.get(keys["static"])["metrics"]
