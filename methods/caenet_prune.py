@@ -42,7 +42,7 @@ from methods.encodenet import (
 )
 from methods.prune import prune_to
 from suite.autoencoder import ConvertingAutoencoder
-from suite.compress import compressible_layers, shaped_like, weight_sparsity
+from suite.compress import compressible_layers, load_shaped, weight_sparsity
 from suite.context import CellContext
 from suite.measure import batch1_latency, count_flops
 from suite.plugins import Method, register_method
@@ -109,9 +109,7 @@ class CAENetPruning(EncodeNetAutoencoder):
         return 1.3 * recipe.epochs * params.ae_epochs_scale * params.finetune_fraction
 
     def restore(self, spec, info, params, state):
-        model = shaped_like(self.build_model(spec, info, params), state)  # the pruned widths follow from the weights
-        model.load_state_dict(state)
-        return model
+        return load_shaped(self.build_model(spec, info, params), state)  # the pruned widths follow from the weights
 
     def composite(self, ctx: CellContext, encoder: nn.Module) -> nn.Module:
         """The classifier CAE-Net deploys: `encoder` (a copy) + the model's classification layers."""
@@ -187,9 +185,7 @@ class PrunedEncodeNet(EncodeNet):
         return spec.with_(method="caenet_prune", params=stage_params(params, fields))
 
     def restore(self, spec, info, params, state):
-        model = shaped_like(self.build_model(spec, info, params), state)
-        model.load_state_dict(state)
-        return model
+        return load_shaped(self.build_model(spec, info, params), state)
 
     def run(self, ctx: CellContext) -> nn.Module:
         model = super().run(ctx)

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from suite.autoencoder import ConvertingAutoencoder
-from suite.compress import shaped_like
+from suite.compress import load_shaped
 from suite.context import CellContext
 from suite.data import DatasetInfo, Normalizer, Split
 from suite.plots import image_grid, plot_elbow
@@ -309,7 +309,7 @@ class EncodeNet(EncodeNetStage):
             self.build_model(ctx.spec, ctx.info, p).to(ctx.device)
         encoder, classifier = model.split(split_point(p))
         state = ctx.deps["autoencoder"].load_model(ctx.device).encoder.state_dict()
-        shaped_like(encoder, state).load_state_dict(state)  # a pruned autoencoder's encoder is narrower
+        load_shaped(encoder, state)  # a pruned autoencoder's encoder is narrower
         for q in encoder.parameters():
             q.requires_grad_(False)
 

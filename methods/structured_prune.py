@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from suite.compress import baseline_dependency, finetune_recipe, shaped_like
+from suite.compress import baseline_dependency, finetune_recipe, load_shaped
 from suite.plugins import Method, register_method
 
 
@@ -58,6 +58,4 @@ class StructuredPruning(Method):
 
     def restore(self, spec, info, params, state):
         """The pruned architecture follows from the saved weights' shapes."""
-        model = shaped_like(self.build_model(spec, info, params), state)
-        model.load_state_dict(state)
-        return model
+        return load_shaped(self.build_model(spec, info, params), state)

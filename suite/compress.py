@@ -47,6 +47,13 @@ def shaped_like(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
     return model
 
 
+def load_shaped(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
+    """`model` resized to `state` (see `shaped_like`) with `state` loaded: a channel-pruned model restored."""
+    model = shaped_like(model, state)
+    model.load_state_dict(state)
+    return model
+
+
 def compressible_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """Every convolution and linear layer (their `weight` is what pruning and clustering act on)."""
     return [(name, m) for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
