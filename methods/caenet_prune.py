@@ -40,7 +40,7 @@ from methods.encodenet import (
     split_point,
     stage_params,
 )
-from methods.prune import prune_to
+from methods.prune import bake_masks, prune_to
 from suite.autoencoder import ConvertingAutoencoder
 from suite.compress import compressible_layers, load_shaped, weight_sparsity
 from suite.context import CellContext
@@ -148,8 +148,7 @@ class CAENetPruning(EncodeNetAutoencoder):
         ae = ctx.deps["autoencoder"].load_model(ctx.device)
         params_before = sum(q.numel() for q in ae.encoder.parameters())
         prune_to(ae.encoder, p.sparsity, "global", "magnitude")
-        for _, m in compressible_layers(ae.encoder):
-            prune.remove(m, "weight")  # plain weights with zeros, which Torch-Pruning can handle
+        bake_masks(ae.encoder)  # plain weights with zeros, which Torch-Pruning can handle
         saved = ctx.artifact_dir / SEARCH_FILE
         search = json.loads(saved.read_text()) if saved.exists() else self.search(ctx, ae)
         saved.write_text(json.dumps(search))
@@ -159,8 +158,7 @@ class CAENetPruning(EncodeNetAutoencoder):
         for _, m in compressible_layers(ae.encoder):  # hold the connection-pruning zeros while fine-tuning
             prune.custom_from_mask(m, "weight", (m.weight != 0).to(m.weight.dtype))
         self.fit_and_record(ctx, ae, p.ae_epochs_scale * p.finetune_fraction, "finetune")
-        for _, m in compressible_layers(ae.encoder):
-            prune.remove(m, "weight")
+        bake_masks(ae.encoder)
         ctx.record(encoder_sparsity=weight_sparsity(ae.encoder), structural_ratio=search["ratio"],
                    latency_target_ms=search["target_ms"], target_met=search["target_met"],
                    target_reason=search["reason"], latency_search=search["trace"],

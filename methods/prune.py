@@ -85,6 +85,14 @@ def prune_to(model: nn.Module, target: float, scope: str, criterion: str = "magn
             prune.custom_from_mask(m, "weight", mask)
 
 
+def bake_masks(model: nn.Module) -> None:
+    """Replace every attached pruning mask by plain weights with zeros (layers without a mask -- sparsity 0 --
+    are left as they are)."""
+    for _, m in compressible_layers(model):
+        if prune.is_pruned(m):
+            prune.remove(m, "weight")
+
+
 @register_method
 class MagnitudePruning(Method):
     name = "prune"
@@ -112,9 +120,7 @@ class MagnitudePruning(Method):
                 prune_to(m, schedule[epoch], p.scope, p.criterion, ctx.spec.seed + epoch)
 
         ctx.fit(model, recipe=recipe, stage="finetune", on_epoch_end=next_step)
-        for _, m in compressible_layers(model):
-            if prune.is_pruned(m):  # sparsity 0 (a dense fine-tuning control) attaches no mask
-                prune.remove(m, "weight")  # bake the mask in: plain weights with zeros
+        bake_masks(model)  # sparsity 0 (the dense fine-tuning control) attached none
         ctx.record(sparsity=weight_sparsity(model), sparsity_schedule=schedule)
         return model
 

@@ -198,3 +198,20 @@ def test_gradual_pruning_works_on_channels_last_weights():
     for step, target in enumerate((0.5, 0.75, 0.875)):
         prune_to(model, target, "global", "magnitude", step)
         assert weight_sparsity(model) == pytest.approx(target, abs=0.01)
+
+
+def test_baking_masks_keeps_the_zeros_and_passes_over_layers_never_pruned():
+    """Sparsity 0 (the pruning table's control, or CAE-Net's pruning without connection pruning) attaches no
+    mask; baking must still succeed (torch's `prune.remove` raises on such a layer)."""
+    from torch.nn.utils import prune
+
+    from baselines import create_model
+    from methods.prune import bake_masks, prune_to
+
+    dense, sparse = create_model("lenet5"), create_model("lenet5")
+    prune_to(dense, 0.0, "global")
+    prune_to(sparse, 0.5, "global")
+    for model in (dense, sparse):
+        bake_masks(model)
+        assert not any(prune.is_pruned(m) for _, m in compressible_layers(model))
+    assert weight_sparsity(dense) == 0 and weight_sparsity(sparse) == pytest.approx(0.5, abs=0.01)
