@@ -99,11 +99,8 @@ class CAENetPruning(EncodeNetAutoencoder):
                    "channel-pruned until its composite classifier meets a batch-1 latency target, then fine-tuned")
 
     def requires(self, spec, params):
-        deps = {"autoencoder": EncodeNet.autoencoder_spec(spec, params)}
-        if params.target == "representative":  # fine-tuning reconstructs the same targets
-            deps["targets"] = spec.with_(method="encodenet_targets", model=params.targets_model or spec.model,
-                                         params=stage_params(params, TARGET_FIELDS))
-        return deps
+        # fine-tuning reconstructs the same targets the autoencoder was trained to
+        return {"autoencoder": EncodeNet.autoencoder_spec(spec, params), **self.targets_dependency(spec, params)}
 
     def estimated_epochs(self, recipe, params) -> float:
         return 1.3 * recipe.epochs * params.ae_epochs_scale * params.finetune_fraction

@@ -193,13 +193,18 @@ class EncodeNetAutoencoder(EncodeNetStage):
     description = "EncodeNet stage 2: the converting autoencoder (baseline encoder + derived decoder), MSE to targets"
 
     def requires(self, spec, params):
-        deps = {}
-        if params.target == "representative":
-            deps["targets"] = spec.with_(method="encodenet_targets", model=params.targets_model or spec.model,
-                                         params=stage_params(params, TARGET_FIELDS))
+        deps = self.targets_dependency(spec, params)
         if params.encoder_init == "baseline":
             deps["baseline"] = self.baseline_spec(spec)
         return deps
+
+    @staticmethod
+    def targets_dependency(spec: CellSpec, params: AutoencoderParams) -> dict[str, CellSpec]:
+        """The targets stage the autoencoder reconstructs (none when its target is its own input)."""
+        if params.target != "representative":
+            return {}
+        return {"targets": spec.with_(method="encodenet_targets", model=params.targets_model or spec.model,
+                                      params=stage_params(params, TARGET_FIELDS))}
 
     def estimated_epochs(self, recipe, params) -> float:
         return 1.3 * recipe.epochs * params.ae_epochs_scale  # the decoder adds about a third
