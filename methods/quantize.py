@@ -98,13 +98,18 @@ class InductorInt8(nn.Module):
             return self._compiled(x)
 
 
+def export_any_batch(module: nn.Module, image_shape: tuple[int, ...]) -> torch.export.ExportedProgram:
+    """`module` captured by torch.export for images of `image_shape`, the batch dimension left dynamic (traced
+    at 2: a batch of 1 would be specialised)."""
+    return torch.export.export(module, (torch.zeros(2, *image_shape),),
+                               dynamic_shapes=({0: torch.export.Dim("batch")},))
+
+
 def save_program(graph: nn.Module) -> torch.Tensor:
-    """`graph` exported again (batch dimension dynamic) and saved by torch.export, as a uint8 tensor."""
+    """`graph` exported again and saved by torch.export, as a uint8 tensor."""
     example = next(n for n in graph.graph.nodes if n.op == "placeholder").meta["val"]
-    shape = (2, *example.shape[1:])
-    exported = torch.export.export(graph, (torch.zeros(shape),), dynamic_shapes=({0: torch.export.Dim("batch")},))
     buffer = io.BytesIO()
-    torch.export.save(exported, buffer)
+    torch.export.save(export_any_batch(graph, tuple(example.shape[1:])), buffer)
     return torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8)
 
 
@@ -123,11 +128,9 @@ def pt2e_int8_model(model: nn.Module, info, prepared_hook=None) -> InductorInt8:
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as xiq
 
-    example = (torch.zeros(2, info.in_chans, info.image_size, info.image_size),)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # observers that saw no data (a structure to load a state dict into)
-        exported = torch.export.export(model.cpu().eval(), example,
-                                       dynamic_shapes=({0: torch.export.Dim("batch")},)).module()
+        exported = export_any_batch(model.cpu().eval(), (info.in_chans, info.image_size, info.image_size)).module()
         quantizer = xiq.X86InductorQuantizer().set_global(xiq.get_default_x86_inductor_quantization_config())
         prepared = prepare_pt2e(exported, quantizer)
         if prepared_hook is not None:
