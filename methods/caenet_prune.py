@@ -147,8 +147,11 @@ class CAENetPruning(EncodeNetAutoencoder):
         prune_to(ae.encoder, p.sparsity, "global", "magnitude")
         bake_masks(ae.encoder)  # plain weights with zeros, which Torch-Pruning can handle
         saved = ctx.artifact_dir / SEARCH_FILE
-        search = json.loads(saved.read_text()) if saved.exists() else self.search(ctx, ae)
-        saved.write_text(json.dumps(search))
+        if saved.exists():
+            search = json.loads(saved.read_text())
+        else:
+            search = self.search(ctx, ae)
+            saved.write_text(json.dumps(search))
         if search["ratio"]:
             example = torch.zeros(1, ctx.info.in_chans, ctx.info.image_size, ctx.info.image_size, device=ctx.device)
             ae = channel_prune_encoder(ae, search["ratio"], example)

@@ -182,6 +182,9 @@ class EdgeTable(Table):
         return [path]
 
     def notes(self, opts: TableOptions) -> list[str]:
+        from suite.plugins import get_method
+
+        prune = get_method("caenet_prune").Params()  # the pruned CAE-Net rows run at its defaults but the target
         notes = [
             f"SLO: p90 batch-1 latency ≤ {self.slo['mnist']:g} ms (MNIST) / {self.slo['cifar10']:g} ms (CIFAR-10) "
             "(the paper's Raspberry Pi 4 targets unless --slo-ms is given). This machine is not a Raspberry Pi or a "
@@ -197,11 +200,13 @@ class EdgeTable(Table):
             "after the reference's classifier (LeNet's 120-84; AlexNet's dropout + two 256-wide layers). \"Without "
             "transfer\": the same composite classifier trained end to end from scratch (reported: CAE-Net's text).",
             f"CAE-Net, pruned: the paper's pruning step (Sec. III-A: weight pruning, then structural pruning, until "
-            "the latency SLO is met) as the `caenet_prune` stage: the trained autoencoder's encoder is pruned to 50 % "
-            "zeros by global magnitude, then Torch-Pruning removes L2-smallest channels of every encoder convolution "
-            "but the last at ratios 0.1, 0.2, … until the composite's batch-1 latency (timed in the cell, back to "
-            f"back with the unpruned one) is {CAENET_PRUNE_SPEEDUP:g}× lower, then the autoencoder fine-tunes for half "
-            "its epochs (zeros held) and the classification layers train on the frozen pruned encoder as for "
+            "the latency SLO is met) as the `caenet_prune` stage: the trained autoencoder's encoder is pruned to "
+            f"{prune.sparsity:.0%} zeros by global magnitude, then Torch-Pruning removes L2-smallest channels of every "
+            f"encoder convolution but the last at ratios {prune.ratio_step:g}, {2 * prune.ratio_step:g}, … (at most "
+            f"{prune.max_ratio:g}) until the composite's batch-1 latency (timed in the cell, back to back with the "
+            f"unpruned one) is {CAENET_PRUNE_SPEEDUP:g}× lower, then the autoencoder fine-tunes for "
+            f"{prune.finetune_fraction:g}× its epochs (zeros held) and the classification layers train on the frozen "
+            "pruned encoder as for "
             "CAE-Net. The ratio, the target and whether it was met are in \"Pruned encoder\"; the target was "
             "timed while the cell ran (other work may have shared the machine), the Latency column afterwards.",
             "KD students: LeNet-5 at half width (15.7 K) and AlexNet at a quarter width (0.47 M); pruning is global "
