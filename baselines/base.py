@@ -75,11 +75,23 @@ def pooled_linear_head(channels: int, num_classes: int) -> ClassifierHead:
 
 
 class StagedClassifier(nn.Module):
+    # The stages whose outputs are mdistiller's / RepDistiller's `feats[1:]` for the same architecture (their
+    # feats[0] is the stem's output); None = every stage in order, as for their ResNets and VGGs. A model whose
+    # stages are finer than theirs names the ones they return (MobileNetV2).
+    feats_stages: tuple[int, ...] | None = None
+
     def __init__(self, stem: nn.Module, stages: Sequence[nn.Module], head: ClassifierHead) -> None:
         super().__init__()
         self.stem = stem
         self.stages = nn.ModuleList(stages)
         self.head = head
+
+    def reference_stage(self, feats_index: int) -> int:
+        """The stage whose output is the reference codebases' `feats[feats_index]` (1 = the first stage)."""
+        order = self.feats_stages if self.feats_stages is not None else tuple(range(self.num_stages))
+        if not 1 <= feats_index <= len(order):
+            raise ValueError(f"{type(self).__name__} has no reference feats[{feats_index}] (1..{len(order)})")
+        return order[feats_index - 1]
 
     @property
     def num_stages(self) -> int:

@@ -39,4 +39,6 @@ def mobilenetv2(num_classes: int = 10, in_chans: int = 3, last_channels: int = 1
                                       for i in range(n)]))
         cin = cout
     stages.append(nn.Sequential(*_conv_bn(cin, last_channels, 1)))
-    return StagedClassifier(stem, stages, pooled_linear_head(last_channels, num_classes))
+    model = StagedClassifier(stem, stages, pooled_linear_head(last_channels, num_classes))
+    model.feats_stages = (1, 2, 4, 6)  # mdistiller's feats[1:]: the outputs of its blocks[1], [2], [4], [6]
+    return model

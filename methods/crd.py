@@ -3,7 +3,9 @@
 Student and teacher embeddings are projected (linear, L2-normalised) to 128 dimensions; two memory banks
 over the training set hold a momentum average (0.5) of each sample's student and teacher projection.
 For every sample, its own entry is the positive and K = 16384 entries of other classes' samples are the
-negatives (mdistiller's and RepDistiller's "exact" sampling); scores exp(v . m / T), T = 0.07, divided
+negatives (mdistiller's and RepDistiller's "exact" sampling: `np.random.choice(other classes' indices, K,
+replace=K > their number)`, i.e. K distinct negatives whenever the other classes hold at least K samples,
+drawn with replacement only when they do not, as on a 10,000-image CIFAR-10 subset); scores exp(v . m / T), T = 0.07, divided
 by a normaliser Z fixed at the first batch (mean score x N); the NCE loss (their Eq. 18) is taken both
 ways (student vs teacher bank and teacher vs student bank). Defaults (mdistiller's CRD config): weight
 0.8, CE 1.0. The harness gives each batch's positions in the training split (`Step.index`). Tested
@@ -42,10 +44,13 @@ class ContrastBanks(nn.Module):
         self.sampler = torch.Generator().manual_seed(seed + 1)
 
     def negatives(self, index: torch.Tensor, k: int) -> torch.Tensor:
-        """(B, k+1) indices: each sample's own, then k drawn uniformly from the other classes' samples."""
+        """(B, k+1) indices: each sample's own, then k drawn uniformly from the other classes' samples --
+        without replacement when they number at least k (the reference's rule), with replacement otherwise."""
         y = self.labels[index]
         start, count = self.class_start[y], self.class_count[y]
-        r = (torch.rand(len(index), k, generator=self.sampler).to(index.device) * (len(self.labels) - count)[:, None]).long()
+        pools = (len(self.labels) - count).tolist()  # how many samples the other classes hold, per row
+        r = torch.stack([torch.randperm(pool, generator=self.sampler)[:k] if pool >= k else
+                         torch.randint(pool, (k,), generator=self.sampler) for pool in pools]).to(index.device)
         r = r + count[:, None] * (r >= start[:, None])  # skip over the sample's own class
         return torch.cat([index[:, None], self.by_class[r]], dim=1)
 
@@ -96,7 +101,7 @@ class CRDParams(TeacherParams):
 @register_method
 class CRD(Distiller):
     name = "crd"
-    version = "1"
+    version = "2"  # 2: distinct negatives when they fit, as the reference (1 drew with replacement)
     label = "CRD"
     Params = CRDParams
     description = "contrastive representation distillation with memory banks over the training set"

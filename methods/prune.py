@@ -9,6 +9,17 @@ starting from the trained baseline.
 Each step sets the masks to the s_t fraction of the weights with the smallest magnitude (or the lowest
 seeded random scores), never reviving a pruned weight. Size is reported as the gzip of the saved state dict (zeros compress);
 dense kernels do not run faster on unstructured zeros, so latency is expected to stay unchanged.
+
+As ShrinkBench (`shrinkbench.pruning.VisionPruning`, `GlobalMagWeight`, `LayerMagWeight`):
+- the classifier (`head.fc`) is exempt (`prune_classifier=True` prunes it too; version 1 did);
+- `compression` > 0 asks for a whole-model compression ratio (all parameters / non-zero ones, biases and
+  BatchNorm included), solved for the fraction of prunable weights to keep by ShrinkBench's `fraction_to_keep`;
+  it then replaces `sparsity`. The pruning table asks for ratios this way.
+Departures, stated: biases are never pruned (ShrinkBench masks a prunable layer's bias with its weight; the
+CIFAR ResNets' prunable convs have none, LeNet-5's 216 are 0.4 % of its parameters); masks keep the exact count
+of largest scores (top-k) where ShrinkBench thresholds at a `np.quantile`, which can differ by one weight at
+the boundary; global random pruning draws exactly that count where ShrinkBench's `RandomPruning` keeps each
+weight with that probability, layer by layer.
 """
 from __future__ import annotations
 
@@ -18,7 +29,8 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from suite.compress import baseline_dependency, compressible_layers, finetune_recipe, gzip_size, weight_sparsity
+from suite.compress import (baseline_dependency, compressible_layers, finetune_recipe, gzip_size, prunable_layers,
+                            sparsity_for_compression, weight_sparsity)
 from suite.plugins import Method, register_method
 
 
@@ -30,6 +42,8 @@ class PruneParams:
     initial_sparsity: float = 0.5  # gradual only
     finetune_fraction: float = 0.5  # fine-tuning epochs as a fraction of the recipe's
     criterion: str = "magnitude"  # or "random": weights drawn uniformly (seeded by the cell's seed)
+    compression: float = 0.0  # > 0: whole-model compression ratio asked (ShrinkBench's), replacing `sparsity`
+    prune_classifier: bool = False  # ShrinkBench exempts the classifier layer
 
     def __post_init__(self) -> None:
         if self.scope not in {"global", "layer"} or self.schedule not in {"constant", "gradual"} \
@@ -38,6 +52,8 @@ class PruneParams:
                              f"magnitude|random, got {self}")
         if not 0 <= self.sparsity < 1:
             raise ValueError(f"prune: sparsity must be in [0, 1), got {self.sparsity}")
+        if self.compression and self.compression < 1:
+            raise ValueError(f"prune: compression must be >= 1 (or 0 to use sparsity), got {self.compression}")
 
 
 def gradual_sparsity(step: int, steps: int, initial: float, final: float) -> float:
@@ -47,13 +63,15 @@ def gradual_sparsity(step: int, steps: int, initial: float, final: float) -> flo
     return final + (initial - final) * (1 - step / (steps - 1)) ** 3
 
 
-def prune_to(model: nn.Module, target: float, scope: str, criterion: str = "magnitude", seed: int = 0) -> None:
-    """Raise the model's weight sparsity to `target` (masks stay attached; pruned weights stay pruned).
+def prune_to(model: nn.Module, target: float, scope: str, criterion: str = "magnitude", seed: int = 0,
+             include_classifier: bool = False) -> None:
+    """Raise the sparsity of the prunable weights (`prunable_layers`: the classifier exempt unless
+    `include_classifier`) to `target` (masks stay attached; pruned weights stay pruned).
 
     The masks are computed here rather than by torch's pruning functions, which flatten weights with
     `.view` and fail on channels_last weights -- the layout the harness trains in under bf16, where the
     gradual schedule prunes between epochs."""
-    layers = [m for _, m in compressible_layers(model)]
+    layers = [m for _, m in prunable_layers(model, include_classifier)]
     weights = [m.weight.detach() for m in layers]
     kept = [w != 0 for w in weights]
     total = sum(w.numel() for w in weights)
@@ -96,7 +114,7 @@ def bake_masks(model: nn.Module) -> None:
 @register_method
 class MagnitudePruning(Method):
     name = "prune"
-    version = "1"
+    version = "2"  # 2: classifier exempt, `compression` as ShrinkBench (1 pruned the classifier)
     family = "compression"
     Params = PruneParams
     description = "unstructured pruning by magnitude or at random (constant or gradual) with fine-tuning"
@@ -109,19 +127,27 @@ class MagnitudePruning(Method):
         model = ctx.deps["baseline"].load_model(ctx.device)
         recipe = finetune_recipe(ctx.recipe, p.finetune_fraction)
         epochs = recipe.epochs
+        final = sparsity_for_compression(model, p.compression, p.prune_classifier) if p.compression else p.sparsity
         if p.schedule == "constant":
-            schedule = [p.sparsity] * epochs
+            schedule = [final] * epochs
         else:
-            schedule = [gradual_sparsity(t, epochs, p.initial_sparsity, p.sparsity) for t in range(epochs)]
-        prune_to(model, schedule[0] if schedule else p.sparsity, p.scope, p.criterion, ctx.spec.seed)  # 0 epochs: no tuning
+            schedule = [gradual_sparsity(t, epochs, p.initial_sparsity, final) for t in range(epochs)]
+
+        def prune(m: nn.Module, target: float, seed: int) -> None:
+            prune_to(m, target, p.scope, p.criterion, seed, include_classifier=p.prune_classifier)
+
+        prune(model, schedule[0] if schedule else final, ctx.spec.seed)  # 0 epochs: no tuning
 
         def next_step(epoch: int, m: nn.Module) -> None:  # epoch counts from 1; prepare the next epoch
             if epoch < epochs:
-                prune_to(m, schedule[epoch], p.scope, p.criterion, ctx.spec.seed + epoch)
+                prune(m, schedule[epoch], ctx.spec.seed + epoch)
 
         ctx.fit(model, recipe=recipe, stage="finetune", on_epoch_end=next_step)
         bake_masks(model)  # sparsity 0 (the dense fine-tuning control) attached none
-        ctx.record(sparsity=weight_sparsity(model), sparsity_schedule=schedule)
+        total = sum(q.numel() for q in model.parameters())
+        ctx.record(sparsity=weight_sparsity(model, prunable_layers(model, p.prune_classifier)),
+                   weight_sparsity_all_layers=weight_sparsity(model), sparsity_schedule=schedule,
+                   compression_achieved=total / max(1, sum(int((q != 0).sum()) for q in model.parameters())))
         return model
 
     def measure(self, ctx, model, metrics):

@@ -59,10 +59,37 @@ def compressible_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(name, m) for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
-def weight_sparsity(model: nn.Module) -> float:
-    """Fraction of zeros among the weights of the compressible layers."""
+def classifier_layer(model: nn.Module) -> nn.Module | None:
+    """The layer that outputs the logits (`head.fc` of every baseline), or None for a model without one
+    (an autoencoder's encoder)."""
+    return getattr(getattr(model, "head", None), "fc", None)
+
+
+def prunable_layers(model: nn.Module, include_classifier: bool = False) -> list[tuple[str, nn.Module]]:
+    """The compressible layers that pruning acts on: the classifier is exempt unless asked, as ShrinkBench's
+    `VisionPruning.can_prune` exempts a layer marked `is_classifier` (pruning it can silence whole classes)."""
+    fc = None if include_classifier else classifier_layer(model)
+    return [(name, m) for name, m in compressible_layers(model) if m is not fc]
+
+
+def sparsity_for_compression(model: nn.Module, compression: float, include_classifier: bool = False) -> float:
+    """The fraction of the prunable weights to zero so that the whole model's compression -- all parameters
+    (biases, BatchNorm and exempt layers included) over the non-zero ones -- equals `compression`: ShrinkBench's
+    `fraction_to_keep`, keep = (total / compression - unprunable) / prunable, with the weights of
+    `prunable_layers` as the prunable part."""
+    total = sum(p.numel() for p in model.parameters())
+    prunable = sum(m.weight.numel() for _, m in prunable_layers(model, include_classifier))
+    keep = (total / compression - (total - prunable)) / prunable
+    if not 0 < keep <= 1:
+        raise ValueError(f"cannot compress {type(model).__name__} {compression:g}x: {total - prunable} of its "
+                         f"{total} parameters are not prunable")
+    return 1 - keep
+
+
+def weight_sparsity(model: nn.Module, layers: list[tuple[str, nn.Module]] | None = None) -> float:
+    """Fraction of zeros among the weights of `layers` (default: every compressible layer)."""
     total = zeros = 0
-    for _, m in compressible_layers(model):
+    for _, m in compressible_layers(model) if layers is None else layers:
         w = m.weight.detach()
         total += w.numel()
         zeros += int((w == 0).sum())

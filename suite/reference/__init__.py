@@ -41,5 +41,24 @@ def load() -> dict[tuple[str, str, str, str], Reported]:
                          int(r["runs"]) if r["runs"] else None, r["statistic"]) for r in rows}
 
 
-def reported(paper: str, table: str, row: str, column: str) -> Reported | None:
-    return load().get((paper, table, row, column))
+class UnknownFigure(KeyError):
+    """A key paper_figures.csv does not hold, asked for as a figure the source reports."""
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+REQUESTED: dict[tuple[str, str, str, str], bool] = {}  # every key asked for -> optional; read by the tests
+
+
+def reported(paper: str, table: str, row: str, column: str, optional: bool = False) -> Reported | None:
+    """The figure `paper` reports in `table` at (`row`, `column`). A key the CSV does not hold raises
+    (a typo in a table must not read as "the paper does not report it") unless the caller declares the
+    figure optional: one the source may not report (e.g. a distiller its table leaves out); then None."""
+    key = (paper, table, row, column)
+    REQUESTED[key] = REQUESTED.get(key, True) and optional
+    found = load().get(key)
+    if found is None and not optional:
+        raise UnknownFigure(f"paper_figures.csv has no figure {paper}/{table}/{row}/{column}: a typo, or pass "
+                            "optional=True where the source does not report it")
+    return found

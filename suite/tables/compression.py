@@ -38,7 +38,8 @@ class CompressionTable(Table):
     @staticmethod
     def row(opts: TableOptions, label: str, spec: CellSpec, ref_row: str | None = None, table: str = "TII",
             role: str = "", student: bool = False) -> TableRow:
-        refs = {c: reported("compression", table, ref_row, c) for c in ("top1", "size", "test_set_seconds")} \
+        refs = {c: reported("compression", table, ref_row, c, optional=c != "top1")  # size, time: some rows only
+                for c in ("top1", "size", "test_set_seconds")} \
             if ref_row and (opts.dataset or "mnist") == "mnist" else {}
         return TableRow({"Model": label}, spec, [refs["top1"]] if refs.get("top1") else [],
                         {"Reported size (as printed)": f"{refs['size'].value:g}" if refs.get("size") else "—",

@@ -95,11 +95,13 @@ class EdgeTable(Table):
             ds_label = label(dataset, DATASET_LABELS)
 
             def row(text: str, spec: CellSpec | None, ref_row: str | None, not_run: str = "", role: str = "") -> TableRow:
-                get = (lambda col: reported("caenet", paper_table, ref_row, col)) if ref_row else (lambda col: None)
+                def get(col: str, optional: bool = False):
+                    return reported("caenet", paper_table, ref_row, col, optional) if ref_row else None
+
                 top1 = get("top1")
-                speed = get("rpi4_latency_ms")
+                speed = get("rpi4_latency_ms", optional=True)  # not every row of the paper's tables has each column
                 base = reported("caenet", paper_table, prefix, "rpi4_latency_ms")
-                params = get("params_k") or get("params_m")
+                params = get("params_k", optional=True) or get("params_m", optional=True)
                 unit = "K" if half == "mnist" else "M"
                 return TableRow({"Dataset": ds_label, "Model": text}, spec, [top1] if top1 else [],
                                 {"Speed-up (reported, RPi4)": f"{base.value / speed.value:.2f}" if speed and base else "—",

@@ -65,7 +65,7 @@ class EncodeNetTable(Table):
         rows = []
         for dataset, model in on_dataset(PAIRS.get(opts.profile, PAIRS["cpu"]), opts.dataset):
             labels = {"Dataset": label(dataset, DATASET_LABELS), "Model": label(model, MODEL_LABELS)}
-            ref = (lambda col: [r] if (r := reported("encodenet", "T2", model, f"{dataset}_{col}")) else [])
+            ref = (lambda col: [r] if (r := reported("encodenet", "T2", model, f"{dataset}_{col}", optional=True)) else [])
             rows += [
                 TableRow({**labels, "Setup": "Baseline"}, CellSpec.make("baseline", model, dataset, opts.profile),
                          ref("baseline"), role="reference"),

@@ -59,7 +59,8 @@ class KDTable(Table):
     def row(self, opts: TableOptions, teacher: str, student: str, method: str, text: str, spec: CellSpec,
             **kw) -> TableRow:
         dataset = opts.dataset or "cifar100"
-        refs = [reported(*source, method, f"{teacher}_{student}") for source in REPORTED_SOURCES] \
+        # optional: each source's table covers some of the distillers and pairs only
+        refs = [reported(*source, method, f"{teacher}_{student}", optional=True) for source in REPORTED_SOURCES] \
             if dataset == "cifar100" else []
         pair = f"{label(teacher, MODEL_LABELS)} → {label(student, MODEL_LABELS)}"
         return TableRow({"Method": text, "Pair": pair}, spec, [r for r in refs if r], **kw)

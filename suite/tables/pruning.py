@@ -31,7 +31,8 @@ SPEEDUP_B1, SPEEDUP_BN = "Speed-up b1 (measured)", "Speed-up b256 (measured)"
 
 
 def unstructured(criterion: str, scope: str):
-    return lambda r: ("prune", {"sparsity": 1 - 1 / r, "scope": scope, "criterion": criterion})
+    # ShrinkBench's ratio: the whole model's parameters over its non-zero ones, the classifier exempt
+    return lambda r: ("prune", {"compression": float(r), "scope": scope, "criterion": criterion})
 
 
 def channels(importance: str):
@@ -113,10 +114,13 @@ class PruningTable(Table):
 
     def notes(self, opts: TableOptions) -> list[str]:
         return [
-            "Ratio (asked) r: unstructured rows prune a fraction 1 - 1/r of the conv and linear weights; channel rows "
-            "remove a fraction 1 - 1/√r of every layer's channels (a conv keeps about (1 - c)² of its weights), so "
-            "their achieved ratio departs from the asked one and is shown beside it. Achieved = dense / non-zero "
-            "parameters (biases and BatchNorm included).",
+            "Compression ratio, as ShrinkBench defines it: all parameters of the model (biases, BatchNorm and the "
+            "classifier included) over its non-zero ones. Unstructured rows ask for ratio r over the whole model: "
+            "the fraction of conv and linear weights to keep is solved by ShrinkBench's `fraction_to_keep`, with "
+            "the classifier layer exempt (ShrinkBench's `is_classifier`) and biases unpruned, so the achieved ratio "
+            "equals the asked one to rounding. Channel rows remove a fraction 1 - 1/√r of every layer's channels "
+            "but the classifier's (a conv keeps about (1 - c)² of its weights), so their achieved ratio departs "
+            "from the asked one; it is shown beside it.",
             "FLOPs after removal count the conv and linear multiply-adds of non-zero weights only (what a kernel "
             "that skips pruned weights would do); the theoretical speed-up is the dense baseline's FLOPs over them. "
             "Measured speed-ups time the saved model on this CPU (dense kernels: unstructured zeros are not skipped).",
