@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -16,7 +16,7 @@ from suite.executors import make_executor
 from suite.plan import ResolvedCell
 from suite.plugins import FAMILIES, PluginError, discover_methods
 from suite.profiles import PROFILES
-from suite.records import import_records, read_records
+from suite.records import import_records, read_records, records_precision, records_seeds
 from suite.registry import UnknownNameError
 from suite.report import records_path, render
 from suite.runner import Runner
@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table", help="table name(s), comma-separated, or 'all'")
     p.add_argument("--list", action="store_true", help="list tables, methods, models, datasets, profiles")
     p.add_argument("--profile", default="cpu", help="training budget: smoke | cpu | paper (default cpu)")
-    p.add_argument("--seeds", type=int, default=1, help="seeds per cell (default 1)")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="seeds per cell (default 1; with --from-records, as many as the records hold)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                    help="numerics of training and evaluation: auto = bf16 autocast + channels_last on CUDA and on CPUs "
@@ -161,14 +162,16 @@ def remeasure(runner: Runner, plan: TablePlan, args, opts: TableOptions) -> int:
         reason = runner.remeasure(cell)
         if reason and reason != "not a classifier":
             print(f"not remeasured {cell.label}: {reason}")
-    md, _ = render(plan.table, opts, plan.rows, plan.row_cells, runner.store, args.out, runner.artifacts)
+    md, _ = render(plan.table, opts, plan.rows, plan.row_cells, runner.store, args.out, runner.artifacts,
+                   force=args.force)
     print(f"{plan.table.name}: remeasured -> {md}")
     return 0
 
 
 def render_only(runner: Runner, plan: TablePlan, args, opts: TableOptions) -> int:
     if not args.from_records:
-        md, _ = render(plan.table, opts, plan.rows, plan.row_cells, runner.store, args.out, runner.artifacts)
+        md, _ = render(plan.table, opts, plan.rows, plan.row_cells, runner.store, args.out, runner.artifacts,
+                   force=args.force)
         print(f"{plan.table.name}: rendered from the store -> {md}")
         return 0
     with tempfile.TemporaryDirectory() as tmp:  # the store is read, never written
@@ -176,7 +179,7 @@ def render_only(runner: Runner, plan: TablePlan, args, opts: TableOptions) -> in
         merged.add_records(runner.store.rows())  # its finished rows; the rest are skipped
         records = read_records(records_path(args.out, plan.table.name))
         added = merged.add_records(records)
-        md, _ = render(plan.table, opts, plan.rows, plan.row_cells, merged, args.out, runner.artifacts)
+        md, _ = render(plan.table, opts, plan.rows, plan.row_cells, merged, args.out, runner.artifacts, force=args.force)
         found = sum(bool(merged.get(c.key)) for cells in plan.row_cells for c in cells)
     print(f"{plan.table.name}: rendered from the store and {added} published records -> {md}")
     missing = sorted({c.spec.dataset for cells in plan.row_cells for c in cells if c.data_fingerprint is None})
@@ -191,9 +194,36 @@ def render_only(runner: Runner, plan: TablePlan, args, opts: TableOptions) -> in
     return 0
 
 
+def render_from_records(args, table: Table, opts: TableOptions) -> int:
+    """`--render-only --from-records` for one table, planned with the precision of its published records (so it
+    renders identically on a machine whose `auto` would train in another precision)."""
+    from suite.numerics import resolve_precision
+
+    path = records_path(args.out, table.name)
+    records = read_records(path) if path.exists() else []
+    precision = records_precision(records, args.precision, table.name) or args.precision
+    if args.seeds is None and records:
+        opts = replace(opts, seeds=records_seeds(records))
+    runner, _ = make_runner(argparse.Namespace(**{**vars(args), "precision": precision}))
+    plan = plan_table(runner, table, opts)
+    keys = {r["key"] for r in records}
+    datasets = {(r.get("spec") or {}).get("dataset") for r in records if r.get("status") == "done"} - {None}
+    if not args.dataset and len(datasets) == 1 and not any(c.key in keys for cs in plan.row_cells for c in cs):
+        opts = replace(opts, dataset=datasets.pop())  # e.g. the CIFAR-100 kd table published on CIFAR-10
+        plan = plan_table(runner, table, opts)
+    auto = resolve_precision("auto", runner.device)
+    if records:
+        print(f"{table.name}: planned as its published records were made: {precision}, {opts.seeds} seed(s)"
+              + (f", dataset {opts.dataset}" if opts.dataset and not args.dataset else "")
+              + (f" (new training on this machine would use {auto})" if args.precision == "auto" and precision != auto
+                 else ""))
+    return render_only(runner, plan, args, opts)
+
+
 def train(runner: Runner, plan: TablePlan, args, opts: TableOptions, executor) -> int:
     summary = runner.run(plan.cells, executor)
-    md, csv = render(plan.table, opts, plan.rows, plan.row_cells, runner.store, args.out, runner.artifacts)
+    md, csv = render(plan.table, opts, plan.rows, plan.row_cells, runner.store, args.out, runner.artifacts,
+                   force=args.force)
     print(f"{plan.table.name}: trained {len(summary.done)}, cached {len(summary.skipped)}, "
           f"failed {len(summary.failed)} -> {md} (+ {csv.name})")
     return len(summary.failed)
@@ -223,7 +253,7 @@ def table_options(args) -> tuple[list[Table], TableOptions]:
         raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
     if args.from_records and not args.render_only:
         raise ValueError("--from-records only renders: use it with --render-only")
-    return tables, TableOptions(profile=args.profile, seeds=args.seeds, dataset=args.dataset, extra=extra,
+    return tables, TableOptions(profile=args.profile, seeds=1 if args.seeds is None else args.seeds, dataset=args.dataset, extra=extra,
                                 methods=args.methods, model=args.model, teacher=args.teacher)
 
 
@@ -256,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
         args.out = args.out or Path("results") / args.profile
         if not args.dry_run:
             check_writable(args.out)
+        if args.render_only and args.from_records:  # each table in the numerics its records were made with
+            return max(render_from_records(args, table, opts) for table in tables)
         runner, threads = make_runner(args)
         plans = [plan_table(runner, table, opts) for table in tables]
         if args.dry_run:

@@ -38,6 +38,35 @@ def precision_of(record: dict[str, Any]) -> str:
     return metrics.get("precision") or PRECISION_OF_NUMERICS.get(env.get("numerics", "fp32"), "fp32")
 
 
+def records_precision(records: list[dict[str, Any]], asked: str, table: str) -> str | None:
+    """The precision to plan a render from `records` with: theirs, whatever this machine would pick for new
+    training (`asked` = "auto"); None when there is no finished record to go by. An explicit `asked` that none
+    of them carries is one line naming the ones they do."""
+    counts: dict[str, int] = {}
+    for r in records:
+        if r.get("status") == "done":
+            counts[precision_of(r)] = counts.get(precision_of(r), 0) + 1
+    if not counts:
+        return None if asked == "auto" else asked
+    if asked != "auto":
+        if asked not in counts:
+            raise ValueError(f"{table}: its published records were made in {' and '.join(sorted(counts))}, none in "
+                             f"{asked}: leave --precision out (--from-records plans with the records' precision)")
+        return asked
+    return max(sorted(counts), key=counts.get)  # one precision per table; the most common if ever mixed
+
+
+def records_seeds(records: list[dict[str, Any]]) -> int:
+    """How many seeds the finished records hold (highest seed + 1)."""
+    return 1 + max([(r.get("spec") or {}).get("seed", 0) for r in records if r.get("status") == "done"] or [0])
+
+
+def merge_records(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`new` (in its order), then every record of `old` whose key `new` lacks: a records file only grows."""
+    keys = {r["key"] for r in new}
+    return new + [r for r in old if r["key"] not in keys]
+
+
 @dataclass
 class ImportReport:
     imported: int = 0

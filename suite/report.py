@@ -14,6 +14,7 @@ import pandas as pd
 from suite.columns import DEFAULT, RowCells, pivot_wide, summarize
 from suite.numerics import describe
 from suite.plan import ResolvedCell
+from suite.records import merge_records, read_records
 from suite.profiles import PROFILES, dataset_family
 from suite.store import Store
 from suite.tables import Table, TableOptions, TableRow
@@ -147,17 +148,55 @@ def records_path(out_dir: Path, table_name: str) -> Path:
     return out_dir / f"{table_name}.cells.jsonl"
 
 
-def write_records(path: Path, results: list[list[dict | None]], store: Store) -> None:
+def write_records(path: Path, records: list[dict]) -> None:
     """Publish the store rows behind a table (its cells and their dependencies: spec, metrics, environment),
     one JSON object a line, so the table can be re-rendered, and audited, without the store."""
-    lines = [json.dumps(r, sort_keys=True) for r in store.records(upstream_keys(results, store))]
-    path.write_text("".join(line + "\n" for line in lines))
+    path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+
+
+def read_published_records(path: Path) -> list[dict]:
+    """The records published at `path` (none if it does not exist)."""
+    return read_records(path) if path.exists() else []
+
+
+class PublishedDataLoss(ValueError):
+    """A render would replace published results by fewer (rows, seeds or records) or by another profile's."""
+
+
+def finished_seeds(csv_path: Path) -> tuple[int, int]:
+    """(rows with a finished cell, finished row-seeds) of a rendered table's CSV (its `n` column)."""
+    try:
+        n = pd.to_numeric(pd.read_csv(csv_path)["n"], errors="coerce").fillna(0)
+    except (OSError, ValueError, KeyError, pd.errors.ParserError):
+        return 0, 0
+    return int((n > 0).sum()), int(n.sum())
+
+
+def check_no_loss(out_dir: Path, table: str, profile: str, frame: pd.DataFrame, records: list[dict],
+                  old_records: list[dict]) -> None:
+    """Refuse (one line) a render that would leave fewer finished rows or seeds than the published table beside
+    it, or a table of another profile in its place. Records never shrink: they are merged (`merge_records`)."""
+    where = out_dir / f"{table}.md"
+    profiles = {(r.get("spec") or {}).get("profile") for r in old_records if r.get("status") == "done"} - {None}
+    if profiles and profile not in profiles:
+        raise PublishedDataLoss(f"{where} holds a table of profile {', '.join(sorted(map(str, profiles)))}: not "
+                                f"replaced by one of profile {profile} (give another --out, or --force)")
+    old_rows, old_seeds = finished_seeds(out_dir / f"{table}.csv")
+    n = pd.to_numeric(frame["n"], errors="coerce").fillna(0)
+    rows, seeds = int((n > 0).sum()), int(n.sum())
+    if rows < old_rows or seeds < old_seeds:
+        done = sum(r.get("status") == "done" for r in records)
+        raise PublishedDataLoss(f"{where} has {old_rows} finished rows ({old_seeds} row-seeds); this render has {rows} "
+                                f"({seeds}) from {done} finished cells: not overwritten (render into another --out, "
+                                "or --render-only --force to replace it)")
 
 
 def render(table: Table, opts: TableOptions, rows: list[TableRow], row_cells: list[list[ResolvedCell]], store: Store,
-           out_dir: Path, artifacts: Path | None = None) -> tuple[Path, Path]:
+           out_dir: Path, artifacts: Path | None = None, force: bool = False) -> tuple[Path, Path]:
     """Write `<out>/<table>.md` and `<out>/<table>.csv` for the rows' resolved cells (one per seed) as the
-    store holds them now (and copy the cells' figures from `artifacts`)."""
+    store holds them now (and copy the cells' figures from `artifacts`), and merge their records into
+    `<table>.cells.jsonl`. Nothing is written when that would lose published results (`check_no_loss`)
+    unless `force`, which also replaces the records instead of merging them."""
     results = [[store.get(c.key) for c in cells] for cells in row_cells]
     lines = [summarize(RowCells(row, rs, lambda key: training_cost(store, key))) for row, rs in zip(rows, results)]
     for row, rs, line in zip(rows, results, lines):
@@ -177,6 +216,12 @@ def render(table: Table, opts: TableOptions, rows: list[TableRow], row_cells: li
     notes = table.notes(opts)
     if notes:
         md += ["", "Notes:"] + [f"- {n}" for n in notes]
+    records = store.records(upstream_keys(results, store))
+    published = records_path(out_dir, table.name)
+    old_records = read_published_records(published)
+    if not force:
+        check_no_loss(out_dir, table.name, opts.profile, frame, records, old_records)
+        records = merge_records(old_records, records)
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = copy_figures(table, results, store, artifacts, out_dir) if artifacts is not None else []
     if figures:
@@ -185,7 +230,7 @@ def render(table: Table, opts: TableOptions, rows: list[TableRow], row_cells: li
     md_path, csv_path = out_dir / f"{table.name}.md", out_dir / f"{table.name}.csv"
     md_path.write_text("\n".join(md) + "\n")
     frame.drop(columns=["_top1_values"]).rename(columns=lambda c: c.lstrip("_")).to_csv(csv_path, index=False)
-    write_records(records_path(out_dir, table.name), results, store)
+    write_records(records_path(out_dir, table.name), records)
     from suite.plots import plot_table
 
     plot_table(frame, label_columns, f"{table.title}, profile {opts.profile}", out_dir / table.name)

@@ -166,7 +166,10 @@ def test_published_records_re_render_the_table_without_its_store(run_dir, capsys
     again = [line for line in (run_dir["out"] / "baselines.md").read_text().splitlines() if "LeNet-5" in line]
     assert again == table
     assert Store(run_dir["store"]).rows() == []  # the records were read, not imported into the store
-    assert cli(run_dir, *args, "--render-only") == 0  # without them the row is pending again
+    published = (run_dir["out"] / "baselines.md").read_text()
+    assert cli(run_dir, *args, "--render-only") == 2  # without them the row would be pending: refused
+    assert (run_dir["out"] / "baselines.md").read_text() == published
+    assert cli(run_dir, *args, "--render-only", "--force") == 0  # unless asked to replace it
     assert "| pending " in (run_dir["out"] / "baselines.md").read_text()
 
 
