@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -41,7 +42,7 @@ class ContrastBanks(nn.Module):
         self.register_buffer("class_start", torch.cumsum(counts, 0) - counts)
         self.register_buffer("class_count", counts)
         self.register_buffer("labels", labels.clone())
-        self.sampler = torch.Generator().manual_seed(seed + 1)
+        self.sampler = np.random.default_rng(seed + 1)
 
     def negatives(self, index: torch.Tensor, k: int) -> torch.Tensor:
         """(B, k+1) indices: each sample's own, then k drawn uniformly from the other classes' samples --
@@ -49,8 +50,10 @@ class ContrastBanks(nn.Module):
         y = self.labels[index]
         start, count = self.class_start[y], self.class_count[y]
         pools = (len(self.labels) - count).tolist()  # how many samples the other classes hold, per row
-        r = torch.stack([torch.randperm(pool, generator=self.sampler)[:k] if pool >= k else
-                         torch.randint(pool, (k,), generator=self.sampler) for pool in pools]).to(index.device)
+        # numpy's Generator.choice draws k distinct of 50,000 in well under a millisecond (a torch.randperm of the
+        # whole pool per row cost about 10x more here)
+        r = torch.from_numpy(np.stack([self.sampler.choice(pool, k, replace=pool < k) for pool in pools]))
+        r = r.to(index.device)
         r = r + count[:, None] * (r >= start[:, None])  # skip over the sample's own class
         return torch.cat([index[:, None], self.by_class[r]], dim=1)
 

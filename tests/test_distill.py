@@ -33,10 +33,10 @@ def test_rkd_losses_are_zero_for_identical_and_scale_invariant():
 @pytest.mark.parametrize("teacher,student", KD_PAIRS)
 def test_fitnet_regressor_maps_student_stage_to_teacher_stage(teacher, student):
     info = DATASETS.get("cifar100")
-    t_shapes = stage_shapes(create_model(teacher, num_classes=100), info)
-    s_shapes = stage_shapes(create_model(student, num_classes=100), info)
+    t_model, s_model = create_model(teacher, num_classes=100), create_model(student, num_classes=100)
+    t_shapes, s_shapes = stage_shapes(t_model, info), stage_shapes(s_model, info)
     p = FitNetParams()
-    s_shape, t_shape = s_shapes[hint_index(p, len(s_shapes))], t_shapes[hint_index(p, len(t_shapes))]
+    s_shape, t_shape = s_shapes[hint_index(p, s_model)], t_shapes[hint_index(p, t_model)]
     out = make_regressor(s_shape, t_shape)(torch.randn(2, *s_shape))
     assert out.shape[1:] == t_shape
 
@@ -71,7 +71,7 @@ def test_every_other_registered_distiller_trains_a_student_above_chance(make_run
     from suite.plugins import family_members
 
     names = [n for n in family_members("distiller") if n not in ("kd", "rkd", "fitnet", "ft")]
-    assert len(names) == 14
+    assert names  # every other registered distiller, however many: adding one needs no edit here
     runner = make_runner()
     small = {"crd": {"negatives": 256}}  # 16384 negatives per sample cost seconds a batch here; same code path
     cells = runner.plan([student(m, **small.get(m, {})) for m in names])

@@ -150,9 +150,9 @@ def compare_with_mdistiller(md, name, monkeypatch=None):
     copy_extra(name, ref, extra)
     kwargs = {}
     if name == "crd":
-        state = extra.banks.sampler.get_state()
+        state = extra.banks.sampler.bit_generator.state
         kwargs = {"index": index, "contrastive_index": extra.banks.negatives(index, 50)}
-        extra.banks.sampler.set_state(state)  # the suite's loss draws the same negatives again
+        extra.banks.sampler.bit_generator.state = state  # the suite's loss draws the same negatives again
     teacher.eval()
     _, terms = ref.forward_train(image=x, target=y, epoch=EPOCH, **kwargs)
     result = assert_same(terms["loss_kd"], ours(method, ctx, student, teacher, x, y, index, extra), student)
