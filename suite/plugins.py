@@ -122,6 +122,32 @@ def _validate(name: str, cls: Any) -> None:
         raise PluginError(f"{where} breaks the contract: version must be a non-empty string")
     if cls.family and cls.family not in FAMILIES:
         raise PluginError(f"{where} breaks the contract: family {cls.family!r} is not one of {', '.join(FAMILIES)}")
+    _check_hook_signatures(cls, where)
+
+
+CONTRACT_MODULES = ("suite.plugins", "suite.distill")  # where Method and Distiller define the hooks a plugin overrides
+
+
+def _check_hook_signatures(cls: type, where: str) -> None:
+    """Every hook the plugin overrides takes at least the arguments the contract passes it, so a plugin written
+    against an older contract (say, a distiller's `loss_terms` without the `step` argument) fails here, in one
+    line, rather than in every cell it runs."""
+    for base in cls.__mro__[1:]:
+        if base.__module__ not in CONTRACT_MODULES:
+            continue
+        for name, expected in vars(base).items():
+            override = getattr(cls, name, None)
+            if name.startswith("_") or not inspect.isfunction(expected) or override is expected \
+                    or not inspect.isfunction(override):
+                continue
+            want, got = inspect.signature(expected), inspect.signature(override)
+            if any(p.kind == p.VAR_POSITIONAL for p in got.parameters.values()):
+                continue
+            names = [p.name for p in got.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+            needed = [p.name for p in want.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+            if len(names) < len(needed):
+                raise PluginError(f"{where} breaks the contract: {name}{got} takes {len(names)} arguments, the "
+                                  f"contract passes {len(needed)}: expected {name}{want}")
 
 
 METHODS: Registry[type[Method]] = Registry("method", validate=_validate)

@@ -130,3 +130,28 @@ def test_store_claims_are_exclusive_between_live_owners(tmp_path, monkeypatch):
     assert store.claim("k", {"a": 1}) == "claimed"
     store.finish("k", {"top1": 1.0}, {})
     assert store.claim("k", {"a": 1}) == "done"
+
+
+def test_a_distiller_written_against_an_older_contract_is_told_so_at_registration():
+    """`loss_terms` gained a `step` argument (warm-ups, memory banks): a distiller without it fails in one line
+    naming it and the expected signature, not in every cell it runs."""
+    from suite.distill import Distiller
+
+    class Old(Distiller):
+        name = "test_old_distiller"
+
+        def loss_terms(self, params, s, t, y, extra):
+            return {}
+
+    with pytest.raises(PluginError, match=r"'test_old_distiller'.*loss_terms.*expected loss_terms\(.*step"):
+        register_method(Old)
+
+    class Current(Distiller):
+        name = "test_current_distiller"
+
+        def loss_terms(self, params, s, t, y, extra, step):
+            return {}
+
+    register_method(Current)
+    assert "test_old_distiller" not in METHODS and "test_current_distiller" in METHODS
+    METHODS._items.pop("test_current_distiller")
