@@ -10,9 +10,9 @@ features once (un-augmented, eval mode) and fits linear classifiers on them, to 
 2. The head's pooling: a linear probe on the unpooled 64 x 8 x 8 map instead of its 64 channel means.
 3. The objective itself: the same probes on the trained baseline's encoder (before autoencoder training).
 
-    python benchmarks/probe_frozen_encoder.py [--store runs/store.sqlite] [--out results/cpu/ablation_probe.json]
+    python benchmarks/probe_frozen_encoder.py [--store runs/store.sqlite] [--out results/cpu/ablation_probe.md]
 
-Prints a Markdown table and writes the figures with their settings as JSON.
+Prints a Markdown table; with --out writes it, and the figures with their settings as JSON beside it.
 """
 from __future__ import annotations
 
@@ -100,7 +100,16 @@ def main() -> None:
               "seconds": round(time.perf_counter() - t0, 1), "torch": torch.__version__, "results": results}
     print(f"(the table's row: {record['table_top1']:.2f} % with its head trained by the recipe on augmented images)")
     if args.out:
-        args.out.write_text(json.dumps(record, indent=1) + "\n")
+        args.out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
+        lines = [f"# Linear probes of the ablation's frozen encoders (`{cell.label}`)", "",
+                 f"Made by `python benchmarks/probe_frozen_encoder.py --out {args.out}` from the stored cells "
+                 f"{', '.join(f'{r} {k[:10]}' for r, k in record['deps'].items())} and {cell.key[:10]} (the row, "
+                 f"{record['table_top1']:.2f} % top-1); {len(train)} training and {len(test)} test images of "
+                 f"{cell.spec.dataset}; probe: {record['probe']}; torch {torch.__version__}. Settings and figures: "
+                 f"[{args.out.with_suffix('.json').name}]({args.out.with_suffix('.json').name}).", "",
+                 "| Encoder | BatchNorm | Probe | Features | Top-1 % |", "|:--|:--|:--|--:|--:|"]
+        lines += [f"| {r['encoder']} | {r['bn']} | {r['probe']} | {r['features']} | {r['top1']:.2f} |" for r in results]
+        args.out.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -19,10 +19,18 @@ PRECISION_OF_NUMERICS = {"fp32": "fp32", "bf16 autocast + channels_last": "bf16"
 def read_records(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         raise ValueError(f"no published cell records at {path}: render the table from a store first")
-    try:
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not JSON lines (line {exc.lineno})") from None
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path} is not JSON lines: line {number}: {exc.msg} (column {exc.colno})") from None
+        if not isinstance(record, dict) or "key" not in record:
+            raise ValueError(f"{path}: line {number} is JSON but not a cell record (no \"key\")")
+        records.append(record)
+    return records
 
 
 def spec_of(record: dict[str, Any]) -> CellSpec:

@@ -114,3 +114,14 @@ def test_merge_keeps_the_new_records_and_adds_the_old_ones_they_lack():
     old = [{"key": "a", "v": 1}, {"key": "b", "v": 1}]
     new = [{"key": "b", "v": 2}, {"key": "c", "v": 2}]
     assert merge_records(old, new) == [{"key": "b", "v": 2}, {"key": "c", "v": 2}, {"key": "a", "v": 1}]
+
+
+@pytest.mark.parametrize("text,says", [('{"key": "a"}\n{"key": \n', "line 2: Expecting value"),
+                                       ('{"key": "a"}\n\n[1, 2]\n', "line 3 is JSON but not a cell record")])
+def test_a_malformed_records_file_names_the_line_and_why(tmp_path, text, says):
+    from suite.records import read_records
+
+    path = tmp_path / "t.cells.jsonl"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=says):
+        read_records(path)
