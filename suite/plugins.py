@@ -101,7 +101,20 @@ class Method:
         if unknown:
             raise ValueError(f"method {self.name!r} has no parameter(s) {', '.join(sorted(unknown))}; "
                              f"valid: {', '.join(sorted(valid)) or 'none'}")
-        return self.Params(**overrides)
+        return self.Params(**{k: typed_value(self.name, self.Params, k, v) for k, v in overrides.items()})
+
+
+def typed_value(method: str, params_cls: type, field: str, value: Any) -> Any:
+    """`value` in the type of the Params field's default (an int for a float field becomes a float, so the same
+    setting makes the same cell key); a value of another type is one line naming method, field, type and value."""
+    default = getattr(params_cls(), field)
+    kind = type(default)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind in (int, float, str, bool) and not (isinstance(value, kind) and (kind is bool or not isinstance(value, bool))):
+        raise ValueError(f"method {method!r}: parameter {field} takes a {kind.__name__} (default {default!r}), "
+                         f"got {value!r}")
+    return value
 
 
 def _validate(name: str, cls: Any) -> None:

@@ -87,6 +87,9 @@ def test_methods_add_remove_and_replace_rows(run_dir, capsys):
     (["--table", "kd", "--methods", "kd[[x=1]]"], "cannot read"),
     (["--table", "kd", "--methods", "+kd[temprature=2]"], "no parameter.*temprature.*valid: "),
     (["--table", "compression", "--methods", "+prune[sparsity=1.5]"], "sparsity must be in"),
+    (["--table", "kd", "--methods", "+kd[temperature=abc]"], r"'kd': parameter temperature takes a float.*'abc'"),
+    (["--table", "kd", "--dry-run", "--methods", "+kd[temperature=abc]"], "parameter temperature takes a float"),
+    (["--table", "compression", "--methods", "+prune[prune_classifier=1]"], "prune_classifier takes a bool"),
     (["--table", "compare", "--methods", "baseline,kd"], "table 'compare' needs --model"),
     (["--table", "compare", "--model", "lenet9", "--methods", "baseline,kd"], "unknown model 'lenet9'"),
 ])
