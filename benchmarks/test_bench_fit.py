@@ -1,6 +1,6 @@
 """Training throughput of the shared harness against a minimal hand-written PyTorch loop, in fp32 and bf16.
 
-    python -m pytest benchmarks/ --benchmark-only          # not part of the CI test run (testpaths = tests)
+    python -m pytest benchmarks/ --benchmark-only -n 0     # not part of the CI test run (testpaths = tests)
 
 Same model, batch size, optimizer, data (already in memory) and numerics on both sides; no augmentation
 in either, so `fit/raw` shows only what the harness adds (uint8 -> float normalization per batch, the LR
