@@ -144,10 +144,8 @@ class MagnitudePruning(Method):
 
         ctx.fit(model, recipe=recipe, stage="finetune", on_epoch_end=next_step)
         bake_masks(model)  # sparsity 0 (the dense fine-tuning control) attached none
-        total = sum(q.numel() for q in model.parameters())
         ctx.record(sparsity=weight_sparsity(model, prunable_layers(model, p.prune_classifier)),
-                   weight_sparsity_all_layers=weight_sparsity(model), sparsity_schedule=schedule,
-                   compression_achieved=total / max(1, sum(int((q != 0).sum()) for q in model.parameters())))
+                   weight_sparsity_all_layers=weight_sparsity(model), sparsity_schedule=schedule)
         return model
 
     def measure(self, ctx, model, metrics):

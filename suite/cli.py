@@ -16,7 +16,7 @@ from suite.executors import make_executor
 from suite.plan import ResolvedCell
 from suite.plugins import FAMILIES, PluginError, discover_methods
 from suite.profiles import PROFILES
-from suite.records import import_records, read_records, records_precision, records_seeds
+from suite.records import import_records, published_records, read_records, records_precision, records_seeds
 from suite.registry import UnknownNameError
 from suite.report import records_path, render
 from suite.runner import Runner
@@ -199,8 +199,7 @@ def render_from_records(args, table: Table, opts: TableOptions) -> int:
     renders identically on a machine whose `auto` would train in another precision)."""
     from suite.numerics import resolve_precision
 
-    path = records_path(args.out, table.name)
-    records = read_records(path) if path.exists() else []
+    records = published_records(records_path(args.out, table.name))
     precision = records_precision(records, args.precision, table.name) or args.precision
     if args.seeds is None and records:
         opts = replace(opts, seeds=records_seeds(records))

@@ -101,13 +101,17 @@ class Method:
         if unknown:
             raise ValueError(f"method {self.name!r} has no parameter(s) {', '.join(sorted(unknown))}; "
                              f"valid: {', '.join(sorted(valid)) or 'none'}")
-        return self.Params(**{k: typed_value(self.name, self.Params, k, v) for k, v in overrides.items()})
+        return self.Params(**self.typed_overrides(overrides))
+
+    def typed_overrides(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        """`overrides` in the types of the Params defaults (see `typed_value`)."""
+        defaults = self.Params()
+        return {k: typed_value(self.name, k, getattr(defaults, k), v) for k, v in overrides.items()}
 
 
-def typed_value(method: str, params_cls: type, field: str, value: Any) -> Any:
+def typed_value(method: str, field: str, default: Any, value: Any) -> Any:
     """`value` in the type of the Params field's default (an int for a float field becomes a float, so the same
     setting makes the same cell key); a value of another type is one line naming method, field, type and value."""
-    default = getattr(params_cls(), field)
     kind = type(default)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)

@@ -33,6 +33,11 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     return records
 
 
+def published_records(path: Path) -> list[dict[str, Any]]:
+    """The records published at `path`, or none where nothing is published yet."""
+    return read_records(path) if path.exists() else []
+
+
 def spec_of(record: dict[str, Any]) -> CellSpec:
     s = record["spec"]
     return CellSpec.make(s["method"], s["model"], s["dataset"], s["profile"], s.get("seed", 0), params=s.get("params"),

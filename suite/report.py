@@ -14,7 +14,7 @@ import pandas as pd
 from suite.columns import DEFAULT, RowCells, pivot_wide, summarize
 from suite.numerics import describe
 from suite.plan import ResolvedCell
-from suite.records import merge_records, read_records
+from suite.records import merge_records, published_records
 from suite.profiles import PROFILES, dataset_family
 from suite.store import Store
 from suite.tables import Table, TableOptions, TableRow
@@ -154,11 +154,6 @@ def write_records(path: Path, records: list[dict]) -> None:
     path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
 
 
-def read_published_records(path: Path) -> list[dict]:
-    """The records published at `path` (none if it does not exist)."""
-    return read_records(path) if path.exists() else []
-
-
 class PublishedDataLoss(ValueError):
     """A render would replace published results by fewer (rows, seeds or records) or by another profile's."""
 
@@ -218,7 +213,7 @@ def render(table: Table, opts: TableOptions, rows: list[TableRow], row_cells: li
         md += ["", "Notes:"] + [f"- {n}" for n in notes]
     records = store.records(upstream_keys(results, store))
     published = records_path(out_dir, table.name)
-    old_records = read_published_records(published)
+    old_records = published_records(published)
     if not force:
         check_no_loss(out_dir, table.name, opts.profile, frame, records, old_records)
         records = merge_records(old_records, records)

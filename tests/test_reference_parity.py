@@ -16,7 +16,6 @@ import copy
 import sys
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
 from torch import nn

@@ -199,12 +199,8 @@ def check_choice(table: Table, choice: MethodChoice) -> MethodChoice:
         raise ValueError(f"--methods: {choice.name!r} is {kind}; table {table.name!r} shows {table.family} methods")
     if not choice.params:
         return choice
-    method.make_params(choice.params)  # unknown names fail here, naming the valid ones
-    defaults = method.Params()
-    typed = {k: float(v) if isinstance(getattr(defaults, k), float) and isinstance(v, int) else v
-             for k, v in choice.params.items()}
-    method.make_params(typed)
-    return dataclasses.replace(choice, params=typed)
+    method.make_params(choice.params)  # unknown names, wrong types and bad values fail here, in one line
+    return dataclasses.replace(choice, params=method.typed_overrides(choice.params))
 
 
 def select_methods(table: Table, opts: TableOptions, rows: list[TableRow]) -> list[TableRow]:
