@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import platform
 import time
 from pathlib import Path
 
@@ -115,7 +116,9 @@ def main() -> None:
               "deps": {r: d.key for r, d in cell.deps.items()}, "train_images": len(train), "test_images": len(test),
               "probe": f"logistic regression on frozen, un-augmented features (standardised unless the row says raw), Adam 1e-3, wd 1e-4, "
                        f"batch 256, {args.epochs} epochs, seed 0",
-              "seconds": round(time.perf_counter() - t0, 1), "torch": torch.__version__, "results": results}
+              "seconds": round(time.perf_counter() - t0, 1), "torch": torch.__version__,
+              "device": f"{platform.machine()} CPU, {torch.get_num_threads()} threads", "precision_trained": cell.precision,
+              "dataset_fingerprint": data.fingerprint, "results": results}
     print(f"(the table's row: {record['table_top1']:.2f} % with its head trained by the recipe on augmented images)")
     if args.out:
         args.out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
@@ -123,7 +126,9 @@ def main() -> None:
                  f"Made by `python benchmarks/probe_frozen_encoder.py --out {args.out}` from the stored cells "
                  f"{', '.join(f'{r} {k[:10]}' for r, k in record['deps'].items())} and {cell.key[:10]} (the row, "
                  f"{record['table_top1']:.2f} % top-1); {len(train)} training and {len(test)} test images of "
-                 f"{cell.spec.dataset}; probe: {record['probe']}; torch {torch.__version__}. Settings and figures: "
+                 f"{cell.spec.dataset} (fingerprint {data.fingerprint}{'' if data.canonical else ', NOT canonical'}); the cells "
+                 f"trained in {cell.precision}, features computed in fp32 on {record['device']}; probe: "
+                 f"{record['probe']}; torch {torch.__version__}. Settings and figures: "
                  f"[{args.out.with_suffix('.json').name}]({args.out.with_suffix('.json').name}).", "",
                  "| Encoder | BatchNorm | Probe | Features | Top-1 % |", "|:--|:--|:--|--:|--:|"]
         lines += [f"| {r['encoder']} | {r['bn']} | {r['probe']} | {r['features']} | {r['top1']:.2f} |" for r in results]
