@@ -121,3 +121,25 @@ def test_kd_table_warns_when_a_teacher_is_not_better_than_its_student():
     assert any(line.startswith("WARNING: the teacher of ResNet56 → ResNet20 (59.32 %) is not better") for line in summary)
     lines[0]["_top1_mean"] = 70.0
     assert not any("WARNING" in line for line in table.summary_lines(rows, lines))
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "paper"])
+def test_kd_teachers_train_on_their_students_images_and_the_table_says_so(profile):
+    """A teacher that saw more images than its students makes a distiller's gain partly those images (issue 25)."""
+    from suite.profiles import PROFILES, teacher_protocol
+    from suite.tables.kd import training_images_note
+
+    teacher = PROFILES.get(profile).recipe("cifar", teacher_protocol("mdistiller"))
+    student = PROFILES.get(profile).recipe("cifar", "mdistiller")
+    assert teacher.train_subset == student.train_subset
+    assert training_images_note(teacher, student).startswith("Training images: the teacher and every student")
+
+
+def test_kd_table_warns_when_teacher_and_students_train_on_different_images():
+    from suite.profiles import Recipe
+    from suite.tables.kd import training_images_note
+
+    note = training_images_note(Recipe(epochs=15, batch_size=128, lr=0.1),
+                                Recipe(epochs=10, batch_size=64, lr=0.05, train_subset=10000))
+    assert note.startswith("WARNING: the teacher trains on the whole training split and the students on the same "
+                           "stratified 10,000-image subset")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from suite import columns as C
 from suite.plugins import discover_methods
-from suite.profiles import teacher_protocol
+from suite.profiles import PROFILES, Recipe, teacher_protocol
 from suite.reference import reported
 from suite.spec import CellSpec
 from suite.tables import Table, TableOptions, TableRow, method_label, register_table
@@ -121,6 +121,22 @@ class KDTable(Table):
                  "Reported figures (CIFAR-100 only): EncodeNet Table 4 (ResNet110 → ResNet32, VGG16 → VGG8, run with "
                  "mdistiller), the RepDistiller / CRD README (ResNet56 → ResNet20, ResNet110 → ResNet32, ResNet32x4 → "
                  "ResNet8x4, VGG13 → VGG8) and mdistiller's README (KD, DKD); their protocols are in brackets."]
+        profile = PROFILES.get(opts.profile)
+        notes.append(training_images_note(profile.recipe("cifar", teacher_protocol("mdistiller")),
+                                          profile.recipe("cifar", "mdistiller")))
         if opts.dataset and opts.dataset != "cifar100":
             notes.append(f"Run on {opts.dataset} instead of CIFAR-100 (no reported figures apply).")
         return notes
+
+
+def training_images_note(teacher: Recipe, student: Recipe) -> str:
+    """Which training images the teacher and the students saw: the same ones, or a warning naming both."""
+    def images(recipe) -> str:
+        return (f"the same stratified {recipe.train_subset:,}-image subset of the training split (seed 0)"
+                if recipe.train_subset else "the whole training split")
+
+    if teacher.train_subset == student.train_subset:
+        return (f"Training images: the teacher and every student (and the student baseline) train on "
+                f"{images(student)}; the teacher trains {teacher.epochs} epochs, the students {student.epochs}.")
+    return (f"WARNING: the teacher trains on {images(teacher)} and the students on {images(student)}: a distiller's "
+            f"gain then includes what the teacher learned from images its student never sees.")
