@@ -12,6 +12,7 @@ then the student trains on cross-entropy only. Tested against RepDistiller's `AB
 """
 from __future__ import annotations
 
+from typing import ClassVar
 from dataclasses import dataclass
 
 import torch
@@ -19,7 +20,7 @@ from torch import nn
 
 from methods.fitnet import make_regressor
 from suite.distill import Distiller, Features, TeacherParams, at_least_fp32, pretrain_on, stage_shapes
-from suite.plugins import register_method
+from suite.plugins import FRACTION, NON_NEGATIVE, register_method
 
 
 def ab_loss(student: list[torch.Tensor], teacher: list[torch.Tensor], margin: float) -> torch.Tensor:
@@ -38,6 +39,7 @@ def connector(student_shape: torch.Size, teacher_shape: torch.Size) -> nn.Module
 
 @dataclass(frozen=True)
 class ABParams(TeacherParams):
+    ranges: ClassVar[dict[str, str]] = {"margin": NON_NEGATIVE, "init_fraction": FRACTION}
     margin: float = 1.0
     init_fraction: float = 30 / 240
 

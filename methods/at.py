@@ -7,13 +7,14 @@ RepDistiller's `-b 1000`).
 """
 from __future__ import annotations
 
+from typing import ClassVar
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from suite.distill import Distiller, Features, TeacherParams, pool_to_common_size
-from suite.plugins import register_method
+from suite.plugins import NON_NEGATIVE, POSITIVE, register_method
 
 
 def attention_map(f: torch.Tensor, p: float) -> torch.Tensor:
@@ -30,6 +31,7 @@ def at_loss(student: list[torch.Tensor], teacher: list[torch.Tensor], p: float) 
 
 @dataclass(frozen=True)
 class ATParams(TeacherParams):
+    ranges: ClassVar[dict[str, str]] = {"p": POSITIVE, "weight": NON_NEGATIVE}
     p: float = 2.0
     weight: float = 1000.0
 

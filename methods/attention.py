@@ -7,13 +7,14 @@ Works on every registered ResNet: CIFAR ResNet8..110 (basic blocks) and ResNet18
 """
 from __future__ import annotations
 
+from typing import ClassVar
 from dataclasses import dataclass
 
 from torch import nn
 
 from baselines import create_model
 from baselines.attention import BAM, block_attention
-from suite.plugins import Method, register_method
+from suite.plugins import AT_LEAST_1, Method, register_method
 
 MECHANISMS = ("se", "cbam", "bam", "gam", "gam_gc")
 
@@ -37,6 +38,7 @@ def attention_model(model_name: str, mechanism: str, num_classes: int, in_chans:
 
 @dataclass(frozen=True)
 class AttentionParams:
+    ranges: ClassVar[dict[str, str]] = {"reduction": AT_LEAST_1}
     mechanism: str = "se"  # se | cbam | bam | gam | gam_gc
     reduction: int = 16
 

@@ -5,16 +5,18 @@ Its cells are also the teachers of distillers and the starting points of EncodeN
 """
 from __future__ import annotations
 
+from typing import ClassVar
 from dataclasses import dataclass
 
 from torch import nn
 
 from suite.context import CellContext
-from suite.plugins import Method, register_method
+from suite.plugins import Method, NON_NEGATIVE, register_method
 
 
 @dataclass(frozen=True)
 class BaselineParams:
+    ranges: ClassVar[dict[str, str]] = {"epochs_scale": NON_NEGATIVE}
     epochs_scale: float = 1.0  # train for this multiple of the recipe's epochs (equal-compute comparisons)
 
 

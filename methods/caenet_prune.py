@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+from typing import ClassVar
 from dataclasses import dataclass
 
 import torch
@@ -45,7 +46,7 @@ from suite.autoencoder import ConvertingAutoencoder
 from suite.compress import compressible_layers, load_shaped, weight_sparsity
 from suite.context import CellContext
 from suite.measure import batch1_latency, count_flops
-from suite.plugins import Method, register_method
+from suite.plugins import Method, NON_NEGATIVE, POSITIVE, register_method
 from suite.spec import CellSpec
 
 SEARCH_FILE = "structural_search.json"  # the chosen ratio, so a resumed cell fine-tunes the same architecture
@@ -53,6 +54,7 @@ SEARCH_FILE = "structural_search.json"  # the chosen ratio, so a resumed cell fi
 
 @dataclass(frozen=True)
 class AutoencoderPruneParams(AutoencoderParams):
+    ranges: ClassVar[dict[str, str]] = {"sparsity": "[0, 1)", "target_speedup": POSITIVE, "target_ms": NON_NEGATIVE, "ratio_step": "(0, 1)", "max_ratio": "(0, 1)", "finetune_fraction": NON_NEGATIVE}
     sparsity: float = 0.5  # connection pruning: fraction of the encoder's convolution weights set to zero
     target_speedup: float = 2.0  # batch-1 latency target: the unpruned composite's / this (when target_ms = 0)
     target_ms: float = 0.0  # an absolute batch-1 latency target on the machine that runs the cell (0 = off)
@@ -62,10 +64,8 @@ class AutoencoderPruneParams(AutoencoderParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0 <= self.sparsity < 1 or not 0 < self.ratio_step <= self.max_ratio < 1:
-            raise ValueError(f"caenet_prune: sparsity must be in [0, 1) and 0 < ratio_step <= max_ratio < 1, got {self}")
-        if self.target_speedup <= 0 or self.target_ms < 0 or self.finetune_fraction < 0:
-            raise ValueError("caenet_prune: target_speedup must be positive, target_ms and finetune_fraction >= 0")
+        if self.ratio_step > self.max_ratio:
+            raise ValueError(f"caenet_prune: ratio_step ({self.ratio_step}) must not exceed max_ratio ({self.max_ratio})")
 
 
 @dataclass(frozen=True)

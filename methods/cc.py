@@ -11,6 +11,7 @@ as an option.
 """
 from __future__ import annotations
 
+from typing import ClassVar
 from dataclasses import dataclass
 
 import torch
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from suite.distill import Distiller, Features, TeacherParams
-from suite.plugins import register_method
+from suite.plugins import AT_LEAST_1, NON_NEGATIVE, register_method
 
 
 class Embed(nn.Module):
@@ -58,6 +59,7 @@ class EmbedPair(nn.Module):
 
 @dataclass(frozen=True)
 class CCParams(TeacherParams):
+    ranges: ClassVar[dict[str, str]] = {"weight": NON_NEGATIVE, "embed_dim": AT_LEAST_1}
     weight: float = 0.02
     embed_dim: int = 128
     normalize: bool = False  # L2-normalise the embeddings (not RepDistiller's CC; see the module docstring)

@@ -13,6 +13,7 @@ fp32 codebook per layer, plus every other tensor in fp32, computed rather than w
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +22,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from suite.compress import baseline_dependency, compressible_layers, finetune_recipe
-from suite.plugins import Method, register_method
+from suite.plugins import Method, NON_NEGATIVE, register_method
 
 
 class SharedWeights(nn.Module):
@@ -46,12 +47,9 @@ class SharedWeights(nn.Module):
 
 @dataclass(frozen=True)
 class ClusterParams:
+    ranges: ClassVar[dict[str, str]] = {"bits": "[1, 8]", "finetune_fraction": NON_NEGATIVE}
     bits: int = 4  # 2^bits shared values per layer
     finetune_fraction: float = 0.5
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.bits <= 8:
-            raise ValueError(f"cluster: bits must be 1..8, got {self.bits}")
 
 
 def cluster_model(model: nn.Module, bits: int) -> list[nn.Module]:

@@ -14,6 +14,7 @@ against mdistiller's `ContrastMemory` / `ContrastLoss` with the same indices.
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +23,7 @@ from torch import nn
 
 from methods.cc import Embed
 from suite.distill import Distiller, Features, TeacherParams, at_least_fp32
-from suite.plugins import register_method
+from suite.plugins import AT_LEAST_1, FRACTION, NON_NEGATIVE, POSITIVE, register_method
 
 EPS = 1e-7
 
@@ -94,6 +95,7 @@ class CRDModules(nn.Module):
 
 @dataclass(frozen=True)
 class CRDParams(TeacherParams):
+    ranges: ClassVar[dict[str, str]] = {"weight": NON_NEGATIVE, "dim": AT_LEAST_1, "negatives": AT_LEAST_1, "temperature": POSITIVE, "momentum": FRACTION}
     weight: float = 0.8
     dim: int = 128
     negatives: int = 16384

@@ -9,13 +9,14 @@ distillers use (the official default, 1, is its ImageNet setting). Written from 
 """
 from __future__ import annotations
 
+from typing import ClassVar
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from suite.distill import Distiller, Features, TeacherParams, at_least_fp32
-from suite.plugins import register_method
+from suite.plugins import NON_NEGATIVE, POSITIVE, register_method
 
 EPS = 1e-8
 
@@ -35,6 +36,7 @@ def dist_loss(student: torch.Tensor, teacher: torch.Tensor, beta: float, gamma: 
 
 @dataclass(frozen=True)
 class DISTParams(TeacherParams):
+    ranges: ClassVar[dict[str, str]] = {"beta": NON_NEGATIVE, "gamma": NON_NEGATIVE, "temperature": POSITIVE}
     beta: float = 1.0
     gamma: float = 1.0
     temperature: float = 4.0

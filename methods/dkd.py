@@ -9,6 +9,7 @@ vgg13/vgg8).
 """
 from __future__ import annotations
 
+from typing import ClassVar
 from dataclasses import dataclass
 
 import torch
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from suite.distill import Distiller, Features, TeacherParams, at_least_fp32
-from suite.plugins import register_method
+from suite.plugins import FRACTION, NON_NEGATIVE, POSITIVE, register_method
 
 PAIR_BETA = {("resnet56", "resnet20"): 2.0, ("resnet110", "resnet32"): 2.0, ("vgg13", "vgg8"): 6.0}
 MASK = 1000.0  # subtracted from the target logit to leave it out of the non-target softmax
@@ -41,6 +42,7 @@ def dkd_loss(student: torch.Tensor, teacher: torch.Tensor, y: torch.Tensor, alph
 
 @dataclass(frozen=True)
 class DKDParams(TeacherParams):
+    ranges: ClassVar[dict[str, str]] = {"alpha": NON_NEGATIVE, "beta": NON_NEGATIVE, "temperature": POSITIVE, "warmup_fraction": FRACTION}
     alpha: float = 1.0
     beta: float = 0.0  # 0: mdistiller's value for the pair (PAIR_BETA), else 8
     temperature: float = 4.0

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +25,7 @@ from suite.data import DatasetInfo, iterate_batches
 from suite.measure import latency_stats, time_calls
 from suite.modes import eval_mode
 from suite.numerics import in_precision
-from suite.plugins import Method, register_method
+from suite.plugins import AT_LEAST_1, Method, NON_NEGATIVE, register_method
 from suite.representatives import logits_entropy
 from suite.spec import CellSpec
 
@@ -89,6 +89,7 @@ class EarlyExitNet(nn.Module):
 
 @dataclass(frozen=True)
 class BranchyNetParams:
+    ranges: ClassVar[dict[str, str]] = {"branch_width": AT_LEAST_1, "joint_epochs_scale": NON_NEGATIVE}
     exits: str = "auto"  # stage indices to branch after, e.g. "0,1"; auto = after every stage but the last
     branch_width: int = 32
     joint_epochs_scale: float = 0.5  # joint training epochs as a fraction of the recipe's
@@ -97,6 +98,7 @@ class BranchyNetParams:
 
 @dataclass(frozen=True)
 class EarlyExitParams(BranchyNetParams):
+    ranges: ClassVar[dict[str, str]] = {"threshold": NON_NEGATIVE}
     threshold: float = 0.1  # softmax entropy (nats) below which a sample leaves at an exit
 
 

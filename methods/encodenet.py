@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +33,7 @@ from suite.compress import load_shaped
 from suite.context import CellContext
 from suite.data import DatasetInfo, Normalizer, Split
 from suite.plots import image_grid, plot_elbow
-from suite.plugins import Method, register_method
+from suite.plugins import AT_LEAST_1, Method, NON_NEGATIVE, POSITIVE, register_method
 from suite.representatives import (
     CLUSTERINGS,
     Targets,
@@ -55,15 +55,13 @@ def _check_choices(params: Any) -> None:
     for name, valid in choices.items():
         if hasattr(params, name) and getattr(params, name) not in valid:
             raise ValueError(f"encodenet {name}={getattr(params, name)!r} is not one of {', '.join(valid)}")
-    scales = [getattr(params, n) for n in ("k", "ae_epochs_scale", "head_epochs_scale", "head_lr_scale") if hasattr(params, n)]
-    if any(v < 0 for v in scales) or params.max_k < 1:
-        raise ValueError("encodenet k, max_k and the epoch / lr scales must not be negative (max_k >= 1)")
 
 
 # One Params class per stage, each holding only the fields that change that stage's result, so a stage's
 # cell key (which hashes its resolved Params) does not move when a later stage gains an option.
 @dataclass(frozen=True)
 class TargetsParams:
+    ranges: ClassVar[dict[str, str]] = {"k": NON_NEGATIVE, "max_k": AT_LEAST_1}
     features: str = "auto"  # auto (vgg16 if its weights are cached, else baseline) | vgg16 | baseline | pixels
     clustering: str = "kmeans"  # kmeans | none (one representative per class) | hdbscan | cosine
     k: int = 0  # clusters per class for kmeans/cosine; 0 = the elbow method over 1..max_k
@@ -75,6 +73,7 @@ class TargetsParams:
 
 @dataclass(frozen=True)
 class AutoencoderParams(TargetsParams):
+    ranges: ClassVar[dict[str, str]] = {"split_at": "[-1, inf)", "ae_epochs_scale": NON_NEGATIVE, "ae_lr": POSITIVE}
     targets_model: str = ""  # whose trained baseline scores entropy (and gives features); "" = the cell's model
     target: str = "representative"  # representative (of the image's class and cluster) | input (a plain autoencoder)
     split_at: int = -1  # encoder = stem + stages[:split_at]; -1 = every stage (feature extractor / classifier split)
@@ -85,6 +84,7 @@ class AutoencoderParams(TargetsParams):
 
 @dataclass(frozen=True)
 class EncodeNetParams(AutoencoderParams):
+    ranges: ClassVar[dict[str, str]] = {"head_epochs_scale": NON_NEGATIVE, "head_lr_scale": POSITIVE}
     head_init: str = "baseline"  # baseline (the trained baseline's classification layers) | scratch
     head_epochs_scale: float = 1 / 3  # head epochs = this x the recipe's epochs
     # The recipe's optimizer at this fraction of its lr: the head meets features that moved under it, and at a

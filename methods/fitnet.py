@@ -15,6 +15,7 @@ num_stages // 2, the same for CIFAR ResNets, LeNet-5 and AlexNet but one stage d
 """
 from __future__ import annotations
 
+from typing import ClassVar
 from dataclasses import dataclass
 
 import torch
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from suite.distill import Distiller, Features, TeacherParams, stage_shapes
-from suite.plugins import register_method
+from suite.plugins import NON_NEGATIVE, register_method
 
 
 def make_regressor(student_shape: torch.Size, teacher_shape: torch.Size, relu: bool = True) -> nn.Module:
@@ -43,6 +44,7 @@ def make_regressor(student_shape: torch.Size, teacher_shape: torch.Size, relu: b
 
 @dataclass(frozen=True)
 class FitNetParams(TeacherParams):
+    ranges: ClassVar[dict[str, str]] = {"hint_stage": "[-1, inf)", "hint_weight": NON_NEGATIVE}
     hint_stage: int = -1  # index into the stages; -1 = the reference codebases' hint layer (feats[2])
     hint_weight: float = 100.0
 

@@ -11,12 +11,13 @@ on cross-entropy only. Tested against RepDistiller's `FSP`.
 """
 from __future__ import annotations
 
+from typing import ClassVar
 from dataclasses import dataclass
 
 import torch
 
 from suite.distill import Distiller, Features, TeacherParams, at_least_fp32, pool_to_common_size, pretrain_on
-from suite.plugins import register_method
+from suite.plugins import FRACTION, register_method
 
 
 def fsp_matrices(maps: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -37,6 +38,7 @@ def fsp_loss(student: Features, teacher: Features) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class FSPParams(TeacherParams):
+    ranges: ClassVar[dict[str, str]] = {"init_fraction": FRACTION}
     init_fraction: float = 30 / 240
 
 

@@ -22,6 +22,7 @@ larger is average-pooled to the smaller.
 from __future__ import annotations
 
 import re
+from typing import ClassVar
 from dataclasses import dataclass
 
 import torch
@@ -30,7 +31,7 @@ from torch import nn
 
 from suite.distill import Distiller, Features, TeacherParams, pool_to_common_size, stage_shapes
 from suite.modes import eval_mode
-from suite.plugins import register_method
+from suite.plugins import AT_LEAST_1, NON_NEGATIVE, POSITIVE, register_method
 
 
 def _conv(cin: int, cout: int, transpose: bool = False, bn: bool = True) -> list[nn.Module]:
@@ -65,6 +66,7 @@ def factor_transfer_loss(student_factor: torch.Tensor, teacher_factor: torch.Ten
 
 @dataclass(frozen=True)
 class FTParams(TeacherParams):
+    ranges: ClassVar[dict[str, str]] = {"rate": POSITIVE, "p": AT_LEAST_1, "beta": NON_NEGATIVE, "paraphraser_epochs_fraction": NON_NEGATIVE, "paraphraser_lr": NON_NEGATIVE}
     rate: float = 0.5
     p: int = 1
     beta: float = 200.0

@@ -6,13 +6,14 @@ their size as T changes, plus cross-entropy on the labels. Defaults T = 4, CE we
 """
 from __future__ import annotations
 
+from typing import ClassVar
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from suite.distill import Distiller, Features, TeacherParams
-from suite.plugins import register_method
+from suite.plugins import NON_NEGATIVE, POSITIVE, register_method
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -23,6 +24,7 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
 
 @dataclass(frozen=True)
 class KDParams(TeacherParams):
+    ranges: ClassVar[dict[str, str]] = {"temperature": POSITIVE, "kd_weight": NON_NEGATIVE}
     temperature: float = 4.0
     ce_weight: float = 0.1
     kd_weight: float = 0.9

@@ -11,13 +11,14 @@ different matrix, so its loss is a different number.
 """
 from __future__ import annotations
 
+from typing import ClassVar
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from suite.distill import Distiller, Features, TeacherParams, at_least_fp32
-from suite.plugins import register_method
+from suite.plugins import AT_LEAST_1, NON_NEGATIVE, register_method
 
 
 def top_singular(f: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,6 +63,7 @@ def kdsvd_loss(student: list[torch.Tensor], teacher: list[torch.Tensor], k: int)
 
 @dataclass(frozen=True)
 class KDSVDParams(TeacherParams):
+    ranges: ClassVar[dict[str, str]] = {"k": AT_LEAST_1, "weight": NON_NEGATIVE}
     k: int = 1
     weight: float = 1.0
 

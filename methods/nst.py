@@ -7,13 +7,14 @@ Defaults: weight 50, CE 1.0 (mdistiller's NST config, RepDistiller's `-b 50`).
 """
 from __future__ import annotations
 
+from typing import ClassVar
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from suite.distill import Distiller, Features, TeacherParams, pool_to_common_size
-from suite.plugins import register_method
+from suite.plugins import NON_NEGATIVE, register_method
 
 
 def _mean_poly_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -31,6 +32,7 @@ def nst_loss(student: list[torch.Tensor], teacher: list[torch.Tensor]) -> torch.
 
 @dataclass(frozen=True)
 class NSTParams(TeacherParams):
+    ranges: ClassVar[dict[str, str]] = {"weight": NON_NEGATIVE}
     weight: float = 50.0
 
 

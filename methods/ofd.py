@@ -12,6 +12,7 @@ OFD config): weight 1e-3, connector kernel 1, CE 1.0. The teacher stays in eval 
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 from dataclasses import dataclass
 
 import torch
@@ -20,7 +21,7 @@ from scipy.stats import norm
 from torch import nn
 
 from suite.distill import Distiller, Features, TeacherParams, at_least_fp32, stage_shapes
-from suite.plugins import register_method
+from suite.plugins import AT_LEAST_1, NON_NEGATIVE, register_method
 
 
 def margin_of(bn: nn.BatchNorm2d) -> torch.Tensor:
@@ -71,6 +72,7 @@ def ofd_loss(student_preact: list[torch.Tensor], teacher_preact: list[torch.Tens
 
 @dataclass(frozen=True)
 class OFDParams(TeacherParams):
+    ranges: ClassVar[dict[str, str]] = {"weight": NON_NEGATIVE, "kernel": AT_LEAST_1}
     weight: float = 1e-3
     kernel: int = 1
 

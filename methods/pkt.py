@@ -7,12 +7,13 @@ RepDistiller's `-b 30000`).
 """
 from __future__ import annotations
 
+from typing import ClassVar
 from dataclasses import dataclass
 
 import torch
 
 from suite.distill import Distiller, Features, TeacherParams, at_least_fp32
-from suite.plugins import register_method
+from suite.plugins import NON_NEGATIVE, register_method
 
 EPS = 1e-7
 
@@ -31,6 +32,7 @@ def pkt_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class PKTParams(TeacherParams):
+    ranges: ClassVar[dict[str, str]] = {"weight": NON_NEGATIVE}
     weight: float = 30000.0
 
 

@@ -23,6 +23,7 @@ weight with that probability, layer by layer.
 """
 from __future__ import annotations
 
+from typing import ClassVar
 from dataclasses import dataclass
 
 import torch
@@ -31,11 +32,12 @@ from torch.nn.utils import prune
 
 from suite.compress import (baseline_dependency, compressible_layers, finetune_recipe, gzip_size, prunable_layers,
                             sparsity_for_compression, weight_sparsity)
-from suite.plugins import Method, register_method
+from suite.plugins import Method, NON_NEGATIVE, register_method
 
 
 @dataclass(frozen=True)
 class PruneParams:
+    ranges: ClassVar[dict[str, str]] = {"sparsity": "[0, 1)", "initial_sparsity": "[0, 1)", "finetune_fraction": NON_NEGATIVE, "compression": NON_NEGATIVE}
     sparsity: float = 0.5  # final fraction of zero weights in conv and linear layers
     scope: str = "global"  # "global" (one threshold for all layers) or "layer" (the same fraction in each)
     schedule: str = "constant"  # or "gradual"
@@ -50,8 +52,6 @@ class PruneParams:
                 or self.criterion not in {"magnitude", "random"}:
             raise ValueError(f"prune: scope must be global|layer, schedule constant|gradual, criterion "
                              f"magnitude|random, got {self}")
-        if not 0 <= self.sparsity < 1:
-            raise ValueError(f"prune: sparsity must be in [0, 1), got {self.sparsity}")
         if self.compression and self.compression < 1:
             raise ValueError(f"prune: compression must be >= 1 (or 0 to use sparsity), got {self.compression}")
 

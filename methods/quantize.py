@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import warnings
+from typing import ClassVar
 from dataclasses import dataclass
 
 import torch
@@ -30,7 +31,7 @@ from torch import nn
 
 from suite.compress import baseline_dependency, finetune_recipe, quantized_parameter_count
 from suite.data import iterate_batches
-from suite.plugins import Method, register_method
+from suite.plugins import AT_LEAST_1, Method, NON_NEGATIVE, POSITIVE, register_method
 
 PT2E_FLOW = "pt2e (torchao X86InductorQuantizer, inductor-compiled)"
 FX_FLOW = "torch.ao FX (x86/fbgemm)"
@@ -38,6 +39,7 @@ FX_FLOW = "torch.ao FX (x86/fbgemm)"
 
 @dataclass(frozen=True)
 class QuantizeParams:
+    ranges: ClassVar[dict[str, str]] = {"calibration_images": AT_LEAST_1, "qat_fraction": NON_NEGATIVE, "qat_lr_scale": POSITIVE}
     mode: str = "static"  # "dynamic", "static" or "qat"
     flow: str = "auto"  # static only: pt2e (torchao) | fx (torch.ao); auto = pt2e when torchao is installed
     backend: str = "x86"

@@ -12,6 +12,7 @@ min(512, the student's embedding width), post-ReLU student features. Tested agai
 """
 from __future__ import annotations
 
+from typing import ClassVar
 from dataclasses import dataclass
 
 import torch
@@ -19,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from suite.distill import Distiller, Features, TeacherParams, at_least_fp32, stage_shapes
-from suite.plugins import register_method
+from suite.plugins import FRACTION, NON_NEGATIVE, register_method
 
 
 class ABF(nn.Module):
@@ -83,6 +84,7 @@ def levels(features: Features, stages: list[torch.Tensor]) -> list[torch.Tensor]
 
 @dataclass(frozen=True)
 class ReviewKDParams(TeacherParams):
+    ranges: ClassVar[dict[str, str]] = {"weight": NON_NEGATIVE, "warmup_fraction": FRACTION}
     weight: float = 1.0
     warmup_fraction: float = 20 / 240
 

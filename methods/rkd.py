@@ -9,13 +9,14 @@ RKD config, which follows the paper).
 """
 from __future__ import annotations
 
+from typing import ClassVar
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from suite.distill import Distiller, Features, TeacherParams
-from suite.plugins import register_method
+from suite.plugins import NON_NEGATIVE, register_method
 
 
 def _normalized_distances(e: torch.Tensor) -> torch.Tensor:
@@ -39,6 +40,7 @@ def rkd_angle_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor
 
 @dataclass(frozen=True)
 class RKDParams(TeacherParams):
+    ranges: ClassVar[dict[str, str]] = {"distance_weight": NON_NEGATIVE, "angle_weight": NON_NEGATIVE}
     distance_weight: float = 25.0
     angle_weight: float = 50.0
 

@@ -6,13 +6,14 @@ weight 3000, CE 1.0 (mdistiller's SP config, RepDistiller's `-b 3000`).
 """
 from __future__ import annotations
 
+from typing import ClassVar
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from suite.distill import Distiller, Features, TeacherParams, at_least_fp32
-from suite.plugins import register_method
+from suite.plugins import NON_NEGATIVE, register_method
 
 
 def _normalized_gram(f: torch.Tensor) -> torch.Tensor:
@@ -27,6 +28,7 @@ def sp_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class SPParams(TeacherParams):
+    ranges: ClassVar[dict[str, str]] = {"weight": NON_NEGATIVE}
     weight: float = 3000.0
 
 

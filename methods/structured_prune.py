@@ -9,23 +9,25 @@ channels, not of parameters (0.4 keeps roughly 36 % of the parameters of a ResNe
 """
 from __future__ import annotations
 
+from typing import ClassVar
 from dataclasses import dataclass
 
 import torch
 
 from suite.compress import baseline_dependency, finetune_recipe, load_shaped
-from suite.plugins import Method, register_method
+from suite.plugins import Method, NON_NEGATIVE, register_method
 
 
 @dataclass(frozen=True)
 class StructuredPruneParams:
+    ranges: ClassVar[dict[str, str]] = {"ratio": "(0, 1)", "finetune_fraction": NON_NEGATIVE}
     ratio: float = 0.4  # fraction of channels removed in every prunable layer
     finetune_fraction: float = 0.5
     importance: str = "l2"  # or "random"
 
     def __post_init__(self) -> None:
-        if not 0 < self.ratio < 1 or self.importance not in {"l2", "random"}:
-            raise ValueError(f"structured_prune: ratio must be in (0, 1) and importance l2|random, got {self}")
+        if self.importance not in {"l2", "random"}:
+            raise ValueError(f"structured_prune: importance must be l2|random, got {self.importance!r}")
 
 
 @register_method

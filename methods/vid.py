@@ -10,6 +10,7 @@ mdistiller keeps them in a plain list outside its learnable parameters, so there
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 from dataclasses import dataclass
 
 import torch
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from suite.distill import Distiller, Features, TeacherParams, at_least_fp32, pool_to_common_size, stage_shapes
-from suite.plugins import register_method
+from suite.plugins import NON_NEGATIVE, POSITIVE, register_method
 
 
 class VariationalRegressor(nn.Module):
@@ -37,6 +38,7 @@ class VariationalRegressor(nn.Module):
 
 @dataclass(frozen=True)
 class VIDParams(TeacherParams):
+    ranges: ClassVar[dict[str, str]] = {"weight": NON_NEGATIVE, "init_var": POSITIVE, "eps": POSITIVE}
     weight: float = 1.0
     init_var: float = 5.0
     eps: float = 1e-5

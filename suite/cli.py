@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="cells trained in parallel (worker processes or Ray tasks)")
     p.add_argument("--address", default=None, help="with --executor ray: an existing cluster (default: start a local Ray)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per cell (default: cores / jobs)")
+    p.add_argument("--retries", type=int, default=1,
+                   help="times a cell whose worker process died (kill -9, out of memory) is run again, from its last "
+                        "epoch checkpoint (default 1)")
     p.add_argument("--methods", default=None, metavar="LIST",
                    help="rows by method: +NAME adds, -NAME removes (write --methods=-NAME), NAME,NAME replaces; "
                         "NAME[key=value;...] sets its params; for --table compare the list of methods to put side by "
@@ -92,13 +95,13 @@ def print_list() -> None:
     print("profiles: " + ", ".join(f"{n} ({PROFILES.get(n).description})" for n in PROFILES.names()))
 
 
-def check_writable(folder: Path) -> None:
+def check_writable(folder: Path, what: str = "--out") -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder):
             pass
     except OSError as exc:
-        raise ValueError(f"--out {folder} is not writable ({exc.strerror or exc})") from None
+        raise ValueError(f"{what} {folder} is not writable ({exc.strerror or exc})") from None
 
 
 _FLOPS: dict[tuple, float] = {}
@@ -264,7 +267,8 @@ def make_runner(args) -> tuple[Runner, int]:
         torch.set_num_threads(threads)
     runner = Runner(Store(args.store), args.artifacts or args.store.parent / "artifacts", args.data_dir or default_data_dir(),
                     args.device, progress=not args.quiet, force=args.force, precision=args.precision,
-                    epochs=args.epochs, only=args.only, threads=threads if (args.threads or args.jobs > 1) else None)
+                    epochs=args.epochs, only=args.only, threads=threads if (args.threads or args.jobs > 1) else None,
+                    retries=args.retries)
     return runner, threads
 
 
@@ -296,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.remeasure or args.render_only:
             mode = remeasure if args.remeasure else render_only
             return max(mode(runner, plan, args, opts) for plan in plans)
+        check_writable(runner.artifacts, "the artifacts folder")
         executor = make_executor(args.executor, args.jobs, args.address, threads)
         try:  # each table is rendered as soon as its cells are done
             failed = sum(train(runner, plan, args, opts, executor) for plan in plans)

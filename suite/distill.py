@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -19,13 +19,14 @@ from baselines.base import Features
 from suite.context import CellContext
 from suite.harness import Step
 from suite.modes import eval_mode
-from suite.plugins import Method
+from suite.plugins import Method, NON_NEGATIVE
 from suite.profiles import teacher_protocol
 from suite.spec import CellSpec
 
 
 @dataclass(frozen=True)
 class TeacherParams:
+    ranges: ClassVar[dict[str, str]] = {"ce_weight": NON_NEGATIVE}
     teacher: str = "resnet110"  # teacher model name; its cell is the `baseline` method on it
     teacher_checkpoint: str = ""  # or a state dict file of that model, used instead of training one
     ce_weight: float = 1.0  # weight of the students' cross-entropy on the labels (added by Distiller.run)

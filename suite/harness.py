@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,6 +118,25 @@ def train_epoch(model: nn.Module, losses: LossFn, batches: Iterable[tuple[torch.
     return (loss_sum / max(n, 1)).item(), int(correct.item()), n, list(terms)  # one sync per epoch, not per step
 
 
+def read_checkpoint(path: Path, device: torch.device | str) -> dict | None:
+    """An epoch checkpoint to resume from, or None. One that cannot be read (cut short by a failing disk: the
+    suite itself never leaves one, it writes and renames) is set aside as `NAME.bad` with one line on stderr,
+    and training starts from the first epoch."""
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+        if not (isinstance(state, dict) and {"modules", "epoch"} <= state.keys()):
+            raise ValueError("not an epoch checkpoint of this harness")
+        return state
+    except Exception as exc:
+        bad = path.with_name(path.name + ".bad")
+        path.replace(bad)
+        print(f"checkpoint {path} unreadable ({type(exc).__name__}); set aside as {bad.name}, training from epoch 1",
+              file=sys.stderr)
+        return None
+
+
 def fit(model: nn.Module, train: Split, info: DatasetInfo, recipe: Recipe, *, device: torch.device | str = "cpu",
         losses: LossFn = cross_entropy_loss, extra_modules: nn.Module | None = None,
         params: Iterable[nn.Parameter] | None = None, frozen: nn.Module | None = None,
@@ -144,8 +164,8 @@ def fit(model: nn.Module, train: Split, info: DatasetInfo, recipe: Recipe, *, de
     generator = torch.Generator().manual_seed(seed)
     start_epoch, history = 0, []
 
-    if checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=True)
+    state = read_checkpoint(checkpoint, device) if checkpoint is not None else None
+    if state is not None:
         modules.load_state_dict(state["modules"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])

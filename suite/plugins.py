@@ -2,8 +2,9 @@
 
 A method is a small class registered with `@register_method`. It declares
 - `name`: the registry name; `version`: bump it when a change alters results (it is part of the cell key);
-- `Params`: a frozen dataclass of hyperparameters with the defaults of its paper; it validates its own
-  values in `__post_init__` (raise ValueError), so a bad value fails while planning, before anything trains;
+- `Params`: a frozen dataclass of hyperparameters with the defaults of its paper; the interval of each numeric
+  field in its `ranges` (checked by `make_params`), rules across fields in `__post_init__` (raise ValueError),
+  so a bad value fails while planning, before anything trains;
 - `requires(spec, params)`: the cells it depends on (a teacher, a trained baseline), by role;
 - `build_model(spec, info, params)`: the architecture it trains (default: the registered model as is);
 - `restore(spec, info, params, state)`: its saved model rebuilt from the state dict (default: build_model +
@@ -23,6 +24,7 @@ import importlib
 import importlib.metadata
 import inspect
 import pkgutil
+import re
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import nn
@@ -101,7 +103,12 @@ class Method:
         if unknown:
             raise ValueError(f"method {self.name!r} has no parameter(s) {', '.join(sorted(unknown))}; "
                              f"valid: {', '.join(sorted(valid)) or 'none'}")
-        return self.Params(**self.typed_overrides(overrides))
+        typed = self.typed_overrides(overrides)
+        ranges = param_ranges(self.Params)
+        for field, value in typed.items():
+            if field in ranges:
+                check_range(self.name, field, ranges[field], value)
+        return self.Params(**typed)
 
     def typed_overrides(self, overrides: dict[str, Any]) -> dict[str, Any]:
         """`overrides` in the types of the Params defaults (see `typed_value`)."""
@@ -121,6 +128,36 @@ def typed_value(method: str, field: str, default: Any, value: Any) -> Any:
     return value
 
 
+# The interval each numeric Params field may take, declared by its Params class as
+#     ranges: ClassVar[dict[str, str]] = {"temperature": POSITIVE, "sparsity": "[0, 1)"}
+# (merged down the class hierarchy, a subclass's entry winning) and checked in one place, `Method.make_params`,
+# at planning: a bad value is one line before anything trains. Cross-field rules stay in `__post_init__`.
+POSITIVE, NON_NEGATIVE, AT_LEAST_1, FRACTION = "(0, inf)", "[0, inf)", "[1, inf)", "[0, 1]"
+_INTERVAL = re.compile(r"^([\[(])\s*(-inf|-?[0-9.e+-]+)\s*,\s*(inf|-?[0-9.e+-]+)\s*([\])])$")
+
+
+def param_ranges(params_cls: type) -> dict[str, str]:
+    """Field -> interval of a Params class, its bases' declarations included."""
+    merged: dict[str, str] = {}
+    for cls in reversed(params_cls.__mro__):
+        merged.update(vars(cls).get("ranges", {}))
+    return merged
+
+
+def in_interval(interval: str, value: float) -> bool:
+    match = _INTERVAL.match(interval)
+    if match is None:
+        raise PluginError(f"range {interval!r} is not an interval like '(0, inf)' or '[0, 1)'")
+    left, low, high, right = match.groups()
+    low, high = float(low), float(high)
+    return (low < value or (left == "[" and low == value)) and (value < high or (right == "]" and value == high))
+
+
+def check_range(method: str, field: str, interval: str, value: Any) -> None:
+    if not in_interval(interval, value):
+        raise ValueError(f"method {method!r}: parameter {field} must be in {interval}, got {value!r}")
+
+
 def _validate(name: str, cls: Any) -> None:
     where = f"method plugin {name!r} ({getattr(cls, '__module__', '?')})"
     if not (inspect.isclass(cls) and issubclass(cls, Method)):
@@ -132,9 +169,16 @@ def _validate(name: str, cls: Any) -> None:
     if not (dataclasses.is_dataclass(cls.Params) and cls.Params.__dataclass_params__.frozen):
         raise PluginError(f"{where} breaks the contract: Params must be a frozen dataclass")
     try:
-        cls.Params()
+        defaults = cls.Params()
     except TypeError as exc:
         raise PluginError(f"{where} breaks the contract: every Params field needs a default ({exc})") from None
+    fields = {f.name for f in dataclasses.fields(cls.Params)}
+    for field, interval in param_ranges(cls.Params).items():
+        if field not in fields:
+            raise PluginError(f"{where} breaks the contract: Params.ranges names {field!r}, which is not a field")
+        if not in_interval(interval, getattr(defaults, field)):
+            raise PluginError(f"{where} breaks the contract: the default {field}={getattr(defaults, field)!r} is "
+                              f"outside its range {interval}")
     if not isinstance(cls.version, str) or not cls.version:
         raise PluginError(f"{where} breaks the contract: version must be a non-empty string")
     if cls.family and cls.family not in FAMILIES:

@@ -24,13 +24,13 @@ class Runner:
     def __init__(self, store: Store, artifacts: Path, data_dir: Path | None = None, device: str = "auto",
                  progress: bool = True, force: bool = False, log: Callable[[str], None] = print,
                  precision: str = "fp32", epochs: int | None = None, only: str | None = None,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, retries: int = 1) -> None:
         self.store, self.artifacts, self.data_dir, self.log = store, Path(artifacts), data_dir, log
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.planner = Planner(data_dir, PlanOptions(epochs=epochs, precision=self.precision, force=force, only=only))
         self.config = ExecConfig(self.artifacts, data_dir, self.device.type, threads, progress)
-        self.scheduler = Scheduler(store, self.config, log)
+        self.scheduler = Scheduler(store, self.config, log, retries)
 
     @property
     def force(self) -> bool:

@@ -36,8 +36,10 @@ def one_line(exc: BaseException) -> str:
 
 
 class Scheduler:
-    def __init__(self, store: Store, config: ExecConfig, log: Callable[[str], None] = print) -> None:
-        self.store, self.config, self.log = store, config, log
+    def __init__(self, store: Store, config: ExecConfig, log: Callable[[str], None] = print, retries: int = 1) -> None:
+        if retries < 0:
+            raise ValueError(f"--retries must be at least 0, got {retries}")
+        self.store, self.config, self.log, self.retries = store, config, log, retries
         self._forced: set[str] = set()  # a forced cell is redone once per run, not once per table that holds it
 
     def dep_metrics(self, cell: ResolvedCell) -> dict[str, dict[str, Any]]:
@@ -75,6 +77,19 @@ class Scheduler:
         finished = len(summary.done) + len(summary.skipped) + len(summary.failed)
         self.log(f"done {cell.label}: {top1}{metrics.get('cell_seconds', 0.0) / 60:.1f} min [{finished}/{total}]")
 
+    def _retry(self, cell: ResolvedCell, future: Future, attempts: dict[str, int]) -> bool:
+        """Whether a cell whose worker died goes again (from its last epoch checkpoint); logs the one line."""
+        from suite.executors import WorkerDied
+
+        exc = future.exception()
+        if not isinstance(exc, WorkerDied) or attempts.get(cell.key, 0) >= self.retries:
+            return False
+        attempts[cell.key] = attempts.get(cell.key, 0) + 1
+        start = "from its last epoch checkpoint" if list((self.config.artifacts / cell.key).glob("*.ckpt")) \
+            else "from the start"
+        self.log(f"{exc}; retrying {start} (retry {attempts[cell.key]} of {self.retries})")
+        return True
+
     def _ready(self, cell: ResolvedCell, summary: RunSummary) -> bool:
         settled = set(summary.done) | set(summary.skipped) | set(summary.failed)
         return all(d.key in settled for d in cell.deps.values())
@@ -82,7 +97,8 @@ class Scheduler:
     def run(self, cells: list[ResolvedCell], executor: Executor | None = None) -> RunSummary:
         """Run `cells` (dependency-ordered, as planned) in this process, or through `executor`."""
         summary = RunSummary()
-        pending, in_flight = list(cells), {}
+        pending, in_flight, attempts = list(cells), {}, {}
+        quiet = dataclasses.replace(self.config, progress=False)  # workers draw no epoch bars
         needed = {d.key for c in cells for d in c.deps.values()}  # cells whose saved model a later cell loads
         while pending or in_flight:
             for cell in [c for c in pending if self._ready(c, summary)]:
@@ -112,12 +128,16 @@ class Scheduler:
                                  summary, len(cells))
                 else:  # a worker takes it when one is free: "training" now would claim more than --jobs at once
                     self.log(f"queued {cell.label}")
-                    quiet = dataclasses.replace(self.config, progress=False)  # workers draw no epoch bars
                     in_flight[executor.submit(cell, quiet, self.dep_metrics(cell))] = cell
             if in_flight:
                 done, _ = wait(list(in_flight), timeout=2, return_when=FIRST_COMPLETED)
                 for future in done:
-                    self._finish(in_flight.pop(future), future.result, summary, len(cells))
+                    cell = in_flight.pop(future)
+                    if self._retry(cell, future, attempts):  # the retry resumes: nothing of this run is wiped
+                        retry = dataclasses.replace(cell, force=False)
+                        in_flight[executor.submit(retry, quiet, self.dep_metrics(cell))] = cell
+                        continue
+                    self._finish(cell, future.result, summary, len(cells))
                 for cell in in_flight.values():
                     self.store.heartbeat(cell.key)
             elif pending:

@@ -2,7 +2,6 @@
 import pytest
 import torch
 
-from baselines import create_model
 from baselines.attention import BAM, GAM, block_attention
 from methods.attention import MECHANISMS, attention_model
 

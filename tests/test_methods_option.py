@@ -1,4 +1,5 @@
 """A new method reaches a table without touching the suite: families, --methods, the `compare` table."""
+import dataclasses
 import re
 
 import pytest
@@ -86,7 +87,14 @@ def test_methods_add_remove_and_replace_rows(run_dir, capsys):
     (["--table", "kd", "--methods", "+kd,rkd"], "either replace the list"),
     (["--table", "kd", "--methods", "kd[[x=1]]"], "cannot read"),
     (["--table", "kd", "--methods", "+kd[temprature=2]"], "no parameter.*temprature.*valid: "),
-    (["--table", "compression", "--methods", "+prune[sparsity=1.5]"], "sparsity must be in"),
+    (["--table", "compression", "--methods", "+prune[sparsity=1.5]"],
+     r"^error: method 'prune': parameter sparsity must be in \[0, 1\), got 1.5$"),
+    (["--table", "kd", "--methods", "+kd[temperature=-1]"],
+     r"^error: method 'kd': parameter temperature must be in \(0, inf\), got -1.0$"),
+    (["--table", "kd", "--dry-run", "--methods", "+kd[temperature=-1]"], r"temperature must be in \(0, inf\)"),
+    (["--table", "kd", "--methods", "+kd[kd_weight=-0.5]"], r"parameter kd_weight must be in \[0, inf\), got -0.5$"),
+    (["--table", "kd", "--methods", "+crd[negatives=0]"], r"parameter negatives must be in \[1, inf\), got 0$"),
+    (["--table", "compression", "--methods", "+cluster[bits=9]"], r"parameter bits must be in \[1, 8\], got 9$"),
     (["--table", "kd", "--methods", "+kd[temperature=abc]"], r"'kd': parameter temperature takes a float.*'abc'"),
     (["--table", "kd", "--dry-run", "--methods", "+kd[temperature=abc]"], "parameter temperature takes a float"),
     (["--table", "compression", "--methods", "+prune[prune_classifier=1]"], "prune_classifier takes a bool"),
@@ -111,3 +119,49 @@ def test_compare_puts_methods_side_by_side_with_a_verdict_against_the_first(run_
     assert all("pending" not in r and "failed" not in r for r in rows)
     assert re.search(r"\| (better|worse|within noise) ", rows[-1]), rows[-1]  # 2 seeds each side: a verdict
     assert (run_dir["out"] / "compare_accuracy_vs_params.png").exists()
+
+
+def test_every_numeric_parameter_of_every_method_declares_its_range():
+    """Each Params states its valid ranges (checked at planning by Method.make_params, issue 29)."""
+    from suite.plugins import METHODS, discover_methods, param_ranges
+
+    discover_methods()
+    missing = []
+    for name in METHODS.names():
+        params = METHODS.get(name).Params
+        ranges = param_ranges(params)
+        missing += [f"{name}.{f.name}" for f in dataclasses.fields(params)
+                    if type(getattr(params(), f.name)) in (int, float) and f.name not in ranges]
+    assert missing == []
+
+
+@pytest.mark.parametrize("ranges, needle", [({"nosuch": "[0, 1]"}, "names 'nosuch', which is not a field"),
+                                            ({"weight": "(0, 1)"}, "default weight=1.0 is outside its range (0, 1)")])
+def test_a_plugin_whose_ranges_do_not_fit_its_params_is_refused_at_registration(ranges, needle):
+    from suite.plugins import Method, PluginError, register_method
+
+    @dataclasses.dataclass(frozen=True)
+    class P:
+        weight: float = 1.0
+
+    P.ranges = ranges
+
+    class Bad(Method):
+        name = "bad_ranges"
+        Params = P
+
+        def run(self, ctx):
+            return None
+
+    with pytest.raises(PluginError, match=re.escape(needle)):
+        register_method(Bad)
+
+
+@pytest.mark.parametrize("interval, inside, outside", [("(0, inf)", [1e-9, 5.0], [0.0, -1.0]),
+                                                       ("[0, 1)", [0.0, 0.999], [1.0, -1e-9]),
+                                                       ("[-1, inf)", [-1, 0, 7], [-2]),
+                                                       ("[1, 8]", [1, 8], [0, 9])])
+def test_intervals_hold_their_ends_as_written(interval, inside, outside):
+    from suite.plugins import in_interval
+
+    assert all(in_interval(interval, v) for v in inside) and not any(in_interval(interval, v) for v in outside)

@@ -2,7 +2,6 @@
 from dataclasses import dataclass
 
 import pytest
-import torch
 
 from suite.plugins import METHODS, Method, PluginError, discover_methods, register_method
 from suite.spec import CellSpec
