@@ -117,7 +117,8 @@ def test_merge_keeps_the_new_records_and_adds_the_old_ones_they_lack():
 
 
 @pytest.mark.parametrize("text,says", [('{"key": "a"}\n{"key": \n', "line 2: Expecting value"),
-                                       ('{"key": "a"}\n\n[1, 2]\n', "line 3 is JSON but not a cell record")])
+                                       ('{"key": "a"}\n\n[1, 2]\n', "line 3 is JSON but not a cell record"),
+                                       ('[1, 2]\n{"key": \n', "line 1 is JSON but not a cell record")])
 def test_a_malformed_records_file_names_the_line_and_why(tmp_path, text, says):
     from suite.records import read_records
 
