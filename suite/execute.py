@@ -67,12 +67,28 @@ def git_commit() -> str:
 CODE_COMMIT = git_commit()
 
 
+# The libraries whose version can change a figure (kernels, pruning, int8 flows, k-means, the data pipeline).
+FIGURE_LIBRARIES = ("torchvision", "timm", "torch-pruning", "torchao", "scikit-learn", "numpy", "scipy")
+
+
+def library_versions() -> dict[str, str]:
+    import importlib.metadata
+
+    versions = {}
+    for name in FIGURE_LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
 def environment(device: torch.device, precision: str) -> dict[str, Any]:
     import timm
 
     return {"torch": torch.__version__, "timm": timm.__version__, "python": platform.python_version(),
             "platform": platform.platform(), "device": device_description(device), "commit": CODE_COMMIT,
-            "numerics": describe(precision), "threads": torch.get_num_threads()}
+            "numerics": describe(precision), "threads": torch.get_num_threads(), "libraries": library_versions()}
 
 
 def seed_everything(seed: int) -> None:

@@ -125,10 +125,29 @@ class EnergyMeter:
         return "no meter (no NVML on CPU, no readable RAPL)"
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo; elsewhere what `platform` knows), with "native bf16" where it
+    has AVX512-BF16 or AMX: the one property that decides whether `--precision auto` trains in bf16."""
+    fields, native_bf16 = {}, False
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        for line in info.splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+        native_bf16 = " avx512_bf16" in info or " amx_bf16" in info
+    except OSError:
+        pass
+    name = fields.get("model name") or f"{platform.processor() or platform.machine()} CPU"
+    # a virtual machine's model name may be generic ("Intel(R) Xeon(R) Processor"): family and model say which
+    details = [f"family {fields['cpu family']} model {fields['model']}"] if "cpu family" in fields and "model" in fields else []
+    details += ["native bf16"] if native_bf16 else []
+    return f"{name} ({'; '.join(details)})" if details else name
+
+
 def device_description(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    return f"{cpu_model()}, {torch.get_num_threads()} threads"
 
 
 @torch.no_grad()

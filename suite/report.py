@@ -47,6 +47,17 @@ def recipe_lines(row_cells: list[list[ResolvedCell]]) -> list[str]:
     return [f"{group}: {' | '.join(recipes)}" for group, recipes in found.items()]
 
 
+LIBRARY_LABELS = {"torchvision": "torchvision", "timm": "timm", "torch-pruning": "Torch-Pruning", "torchao": "torchao",
+                  "scikit-learn": "scikit-learn", "numpy": "numpy", "scipy": "scipy"}
+
+
+def software_line(env: dict) -> str:
+    """torch, every library that changes a figure (as the cell recorded them), Python."""
+    libraries = env.get("libraries") or {"timm": env["timm"]}  # cells trained before libraries were recorded
+    named = ", ".join(f"{LIBRARY_LABELS.get(k, k)} {v}" for k, v in libraries.items())
+    return f"torch {env['torch']}, {named}, Python {env['python']}"
+
+
 def header_lines(table: Table, opts: TableOptions, rows: list[TableRow], results: list[list[dict | None]],
                  row_cells: list[list[ResolvedCell]]) -> list[str]:
     profile = PROFILES.get(opts.profile)
@@ -69,8 +80,10 @@ def header_lines(table: Table, opts: TableOptions, rows: list[TableRow], results
         data_lines.append(f"{d}: fingerprint {m['data_fingerprint']}, {canon}; train {trains}, test {m['test_size']} images"
                           + (" (by recipe, see above)" if "/" in trains else ""))
     devices = sorted({e["device"] for e in envs}) or ["not run"]
-    versions = sorted({f"torch {e['torch']}, timm {e['timm']}, Python {e['python']}" for e in envs})
+    versions = sorted({software_line(e) for e in envs})
     commits = sorted({e["commit"] for e in envs})
+    if any(c.endswith("+dirty") for c in commits):
+        commits.append("(+dirty: the checkout had uncommitted changes to tracked files when those cells ran)")
     numerics = sorted({e["numerics"] for e in envs}) or precisions
     timers = {r["metrics"].get("latency_timer", "a time.perf_counter loop") for r in done}
     timer = "timed with " + " and ".join(sorted(timers)) if timers else "not measured yet"
