@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from suite.stats import compare
+from suite.stats import adjusted_verdicts, compare
 
 # --- column names ---------------------------------------------------------------------------------------
 PARAMS, NONZERO, SIZE_MB, SIZE_KB, SIZE_FORMAT = "Params", "Non-zero params", "Size (MB)", "Size (KB)", "Size format"
@@ -179,16 +179,23 @@ class Relative:
         roles = (self.reference_role,) if isinstance(self.reference_role, str) else self.reference_role
         refs = {group(r): r[self.raw] for _, r in frame.iterrows() if r["_role"] in roles}
 
+        def usable(r) -> bool:
+            ref, own = refs.get(group(r)), r[self.raw]
+            return not ((r["_role"] in roles and not self.on_reference) or not _present(ref)
+                        or not _present(own) or (self.kind == "ratio" and own == 0))
+
         def value(r) -> str:
             ref, own = refs.get(group(r)), r[self.raw]
-            if (r["_role"] in roles and not self.on_reference) or not _present(ref) \
-                    or not _present(own) or (self.kind == "ratio" and own == 0):
+            if not usable(r):
                 return self.missing
-            if self.kind in ("welch", "verdict"):
-                comparison = compare(own, ref)
-                return comparison.describe() if self.kind == "welch" else comparison.verdict
+            if self.kind == "welch":
+                return compare(own, ref).describe()
             return self.template.format(ref / own if self.kind == "ratio" else own - ref)
 
+        if self.kind == "verdict":  # the table's verdicts are one family: the false discovery rate is held across it
+            comparisons = [compare(r[self.raw], refs[group(r)]) if usable(r) else None for _, r in frame.iterrows()]
+            frame[self.name] = [v or self.missing for v in adjusted_verdicts(comparisons)]
+            return frame
         frame[self.name] = [value(r) for _, r in frame.iterrows()] if len(frame) else []
         return frame
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from suite.columns import DEFAULT, RowCells, pivot_wide, summarize
+from suite.columns import DEFAULT, VERDICT, RowCells, pivot_wide, summarize
 from suite.numerics import describe
 from suite.plan import ResolvedCell
 from suite.records import merge_records, published_records
@@ -56,6 +56,14 @@ def software_line(env: dict) -> str:
     libraries = env.get("libraries") or {"timm": env["timm"]}  # cells trained before libraries were recorded
     named = ", ".join(f"{LIBRARY_LABELS.get(k, k)} {v}" for k, v in libraries.items())
     return f"torch {env['torch']}, {named}, Python {env['python']}"
+
+
+def verdict_line(verdicts: pd.Series) -> str:
+    tested = int(verdicts.astype(str).str.contains(r"\(q [=<] ").sum())
+    return (f"- Verdicts: Welch's t-test of each row against its reference over seeds; \"better\" / \"worse\" only "
+            f"where the p-value adjusted by Benjamini-Hochberg across this table's {tested} tested comparisons (q) is "
+            f"below 0.05 (false discovery rate 5 %), else \"within noise\"; the Δ column's interval is the unadjusted "
+            f"95 % Welch interval; fewer than two seeds on either side give no verdict")
 
 
 def header_lines(table: Table, opts: TableOptions, rows: list[TableRow], results: list[list[dict | None]],
@@ -220,6 +228,8 @@ def render(table: Table, opts: TableOptions, rows: list[TableRow], row_cells: li
     if table.pivot:
         visible = pivot_wide(visible, *table.pivot)
     md = header_lines(table, opts, rows, results, row_cells) + [f"- {line}" for line in table.summary_lines(rows, lines)]
+    if VERDICT in frame.columns:
+        md.insert(md.index(next(l for l in md if l.startswith("- Seeds:"))) + 1, verdict_line(frame[VERDICT]))
     md += ["", visible.to_markdown(index=False, disable_numparse=True)]
     notes = table.notes(opts)
     if notes:

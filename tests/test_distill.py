@@ -143,3 +143,25 @@ def test_kd_table_warns_when_teacher_and_students_train_on_different_images():
                                 Recipe(epochs=10, batch_size=64, lr=0.05, train_subset=10000))
     assert note.startswith("WARNING: the teacher trains on the whole training split and the students on the same "
                            "stratified 10,000-image subset")
+
+
+def test_kd_table_gives_kendalls_tau_with_the_reported_ordering():
+    """Constructed accuracies in RepDistiller's own order give tau = +1, in the reverse order -1 (issue 25/26)."""
+    from suite.reference import reported
+    from suite.tables import TableOptions, get_table
+    from suite.tables.kd import rank_agreement_lines
+
+    rows = get_table("kd").rows(TableOptions(profile="cpu", dataset="cifar10"))
+    figures = {r.spec.method: f.value for r in rows if r.role == ""
+               and (f := reported("repdistiller", "README", r.spec.method, "resnet56_resnet20", optional=True))}
+    assert len(figures) >= 10  # RepDistiller's README ranks most of the registered distillers for this pair
+
+    def lines(sign: float) -> list[dict]:
+        return [{"_top1_values": [sign * figures[r.spec.method] + d for d in (-0.001, 0.0, 0.001)]}
+                if r.spec.method in figures and r.role == "" else {} for r in rows]
+
+    same, = rank_agreement_lines(rows, lines(+1))
+    assert same.startswith(f"Rank agreement (ResNet56 → ResNet20): Kendall's τ = +1.00 [95 % bootstrap over seeds "
+                           f"+1.00, +1.00] between this table's ordering of the {len(figures)} distillers")
+    reverse, = rank_agreement_lines(rows, lines(-1))
+    assert "Kendall's τ = -1.00" in reverse and "(seeds per row: 3)" in reverse

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 
@@ -119,7 +121,9 @@ def test_rows_with_a_reference_get_the_difference_interval_and_verdict(tmp_path)
     md, _ = render(T(), TableOptions(profile="smoke", seeds=3), rows,
                    [[cell(f"{n}{i}") for i in range(len(v))] for n, v in seeds.items()], store, tmp_path / "smoke")
     lines = {line.split("|")[1].strip(): line for line in md.read_text().splitlines() if line.startswith("| ")}
-    assert lines["win"].rstrip(" |").endswith("better") and "+3.00 [" in lines["win"]
-    assert lines["same"].rstrip(" |").endswith("within noise")
+    assert re.search(r"\| better \(q (< 0\.001|= [0-9.]+)\)$", lines["win"].rstrip(" |")) and "+3.00 [" in lines["win"]
+    assert re.search(r"\| within noise \(q = [0-9.]+\)$", lines["same"].rstrip(" |"))
+    assert "- Verdicts: Welch's t-test of each row against its reference over seeds" in md.read_text()
+    assert "Benjamini-Hochberg across this table's 2 tested comparisons" in md.read_text()
     assert "n = 1: no verdict" in lines["one"] and "+1.80 " in lines["one"]
     assert "| —" in lines["ref"]  # the reference is not compared with itself

@@ -12,6 +12,7 @@ from suite.plugins import discover_methods
 from suite.profiles import PROFILES, Recipe, teacher_protocol
 from suite.reference import reported
 from suite.spec import CellSpec
+from suite.stats import rank_agreement
 from suite.tables import Table, TableOptions, TableRow, method_label, register_table
 from suite.tables.baselines import MODEL_LABELS, label
 
@@ -100,6 +101,7 @@ class KDTable(Table):
                 name = "Teacher" if row.role == "teacher" else "Student"
                 out.append(f"{name} {label(row.spec.model, MODEL_LABELS)} ({row.labels['Pair']}): top-1 {line[C.TOP1]} %"
                            f" (n = {line[C.N]})")
+        out += rank_agreement_lines(rows, lines)
         for pair, acc in by_pair.items():
             teacher, student = acc.get("teacher"), acc.get("reference")
             if teacher is not None and student is not None and teacher <= student:
@@ -140,3 +142,31 @@ def training_images_note(teacher: Recipe, student: Recipe) -> str:
                 f"{images(student)}; the teacher trains {teacher.epochs} epochs, the students {student.epochs}.")
     return (f"WARNING: the teacher trains on {images(teacher)} and the students on {images(student)}: a distiller's "
             f"gain then includes what the teacher learned from images its student never sees.")
+
+
+RANKED_SOURCES = [("repdistiller", "README", "RepDistiller's README")]  # one CIFAR-100 table of many distillers
+
+
+def rank_agreement_lines(rows: list[TableRow], lines: list[dict]) -> list[str]:
+    """Per pair, Kendall's tau between the suite's ordering of the distillers and RepDistiller's reported CIFAR-100
+    ordering of the same pair (issue 26): whether the suite's ordering carries the papers', here."""
+    out = []
+    pairs = dict.fromkeys((r.spec.params_dict.get("teacher"), r.spec.model, r.labels["Pair"]) for r in rows
+                          if r.spec is not None and r.role == "" and "teacher" in r.spec.params_dict)
+    for teacher, student, pair in pairs:
+        ours = {r.spec.method: line["_top1_values"] for r, line in zip(rows, lines)
+                if r.spec is not None and r.role == "" and r.labels["Pair"] == pair and line.get("_top1_values")}
+        for paper, table, name in RANKED_SOURCES:
+            theirs = {m: f.value for m in ours
+                      if (f := reported(paper, table, m, f"{teacher}_{student}", optional=True)) is not None}
+            agreement = rank_agreement(ours, theirs)
+            if agreement is None:
+                continue
+            seeds = sorted({len(ours[m]) for m in theirs})
+            out.append(f"Rank agreement ({pair}): Kendall's τ = {agreement.tau:+.2f} [95 % bootstrap over seeds "
+                       f"{agreement.low:+.2f}, {agreement.high:+.2f}] between this table's ordering of the {agreement.n} "
+                       f"distillers {name} reports for the pair and its CIFAR-100 ordering (seeds per row: "
+                       f"{', '.join(map(str, seeds))}); τ near +1 means the suite ranks the distillers as the paper "
+                       f"does at this dataset and budget, near 0 that its ordering carries none of the paper's, "
+                       f"below 0 that it reverses it")
+    return out
