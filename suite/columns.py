@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
+from suite.measure import latency_figure, latency_text
 from suite.stats import adjusted_verdicts, compare
 
 # --- column names ---------------------------------------------------------------------------------------
@@ -121,8 +122,7 @@ CATALOGUE: dict[str, Column] = {c.name: c for c in [
     Column(SIZE_FORMAT, _metric("size_format", str)),
     Column(FLOPS, _metric("flops", lambda v: fmt(v / 1e6, 1))),
     Column(FLOPS_NONZERO, _metric("flops_nonzero", lambda v: fmt(v / 1e6, 2))),
-    Column(LATENCY, lambda rc: f"{fmt(rc.metrics['latency_ms'], 3)} ({fmt(rc.metrics['latency_p90_ms'], 3)})"
-           if rc.metrics else ""),
+    Column(LATENCY, lambda rc: latency_text(rc.metrics) if rc.metrics else ""),
     Column(TEST_TIME, _metric("test_set_seconds", lambda v: fmt(v, 3))),
     Column(THROUGHPUT, _metric("throughput_img_s", lambda v: fmt(v, 0))),
     Column(ENERGY, _metric("energy_mj", lambda v: fmt(v, 3))),
@@ -140,7 +140,7 @@ def raw_values(rc: RowCells) -> dict[str, Any]:
     mean, std = mean_std(values) if values else (None, None)
     return {"_top1_mean": mean, "_top1_std": std, "_top1_values": values,
             "_reported": rc.row.reported[0].value if rc.row.reported else None,
-            "_latency_ms": m.get("latency_ms"), "_latency_p90_ms": m.get("latency_p90_ms"),
+            "_latency_ms": latency_figure(m), "_latency_p90_ms": m.get("latency_p90_ms"),
             "_test_set_seconds": m.get("test_set_seconds"), "_size_bytes": m.get("size_bytes"),
             "_params": m.get("params"), "_nonzero_params": m.get("nonzero_params"), "_role": rc.row.role,
             "_flops_nonzero": m.get("flops_nonzero"),

@@ -87,7 +87,8 @@ def test_edge_table_completes_at_smoke_profile_with_an_slo(run_dir, capsys):
     assert "failed 0" in capsys.readouterr().out
     md = (run_dir["out"] / "edge.md").read_text()
     assert "LeNet-5 (reference)" in md and "CAE-Net composite without transfer" in md and "not reproduced" in md
-    assert "| no " in md and "| yes " not in md  # nothing runs in a nanosecond
+    assert "| no (> 0.000 ms) " in md and "| yes (" not in md  # nothing runs in a nanosecond
+    assert ": 1e-06 ms, as --slo-ms asks (not scaled)" in md
     assert (run_dir["out"] / "edge_latency_slo.png").exists()
 
 
@@ -145,3 +146,42 @@ def test_each_edge_half_compares_with_its_reference_row_at_every_seed():
     rows = EdgeTable().rows(TableOptions(profile="cpu", seeds=3))
     assert [r.labels["Model"] for r in rows if r.role == "reference"] == ["LeNet-5 (reference)", "AlexNet (reference)"]
     assert not any(r.single_seed for r in rows)
+
+
+def test_the_latency_of_an_input_dependent_model_is_its_mean_over_the_images():
+    """A constructed bimodal timing (160 early exits at 0.3 ms, 40 full passes at 5 ms): the expected latency is
+    the mean, 1.24 ms, not the median 0.3 ms; a fixed-work model keeps the median (issue 25)."""
+    import statistics
+
+    from suite.measure import latency_figure, latency_stats, latency_text
+
+    times = [0.3] * 160 + [5.0] * 40
+    early_exit = {**latency_stats(times), "latency_mean_ms": statistics.fmean(times), "latency_input": "200 test images"}
+    assert early_exit["latency_ms"] == 0.3 and latency_figure(early_exit) == pytest.approx(1.24)
+    assert latency_text(early_exit) == "1.240 mean (median 0.300, p90 5.000)"
+    fixed = latency_stats([1.0, 1.1, 1.2, 5.0])
+    assert latency_figure(fixed) == pytest.approx(1.15) and latency_text(fixed) == "1.150 (5.000)"
+
+
+def test_speed_ups_and_the_slo_use_the_expected_latency_of_an_early_exit_row():
+    import pandas as pd
+
+    from suite.tables.edge import meets_slo, scaled_slo, slo_targets
+
+    # CAE-Net Table I: the Pi runs AlexNet in 37.1 ms against a 20 ms SLO; AlexNet measuring 4.676 ms here asks
+    # for 20 / 37.1 x 4.676 = 2.521 ms
+    assert scaled_slo(20.0, 37.1, 4.676) == pytest.approx(2.5208, abs=1e-4)
+    frame = pd.DataFrame([
+        {"Dataset": "CIFAR-10", "_role": "reference", "_latency_ms": 4.676, "_slo_ms": None, "_paper_slo_ms": 20.0,
+         "_paper_ref_ms": 37.1},
+        {"Dataset": "CIFAR-10", "_role": "", "_latency_ms": 1.398, "_slo_ms": None, "_paper_slo_ms": 20.0,
+         "_paper_ref_ms": 37.1},
+        {"Dataset": "MNIST", "_role": "reference", "_latency_ms": None, "_slo_ms": None, "_paper_slo_ms": 10.0,
+         "_paper_ref_ms": 5.2},
+        {"Dataset": "Other", "_role": "reference", "_latency_ms": 9.0, "_slo_ms": 3.0, "_paper_slo_ms": 10.0,
+         "_paper_ref_ms": 5.2}])
+    targets = slo_targets(frame)
+    assert targets == {"CIFAR-10": pytest.approx(2.5208, abs=1e-4), "Other": 3.0}  # MNIST: reference not measured
+    assert meets_slo(4.676, targets["CIFAR-10"]) == "no (> 2.521 ms)"
+    assert meets_slo(1.398, targets["CIFAR-10"]) == "yes (≤ 2.521 ms)"
+    assert meets_slo(None, 2.5) == "—" and meets_slo(1.0, None) == "—"
