@@ -16,7 +16,8 @@ from suite.executors import make_executor
 from suite.plan import ResolvedCell
 from suite.plugins import FAMILIES, PluginError, discover_methods
 from suite.profiles import PROFILES
-from suite.records import import_records, published_records, read_records, records_precision, records_seeds
+from suite.records import (import_records, models_path, published_records, read_records, records_precision,
+                           records_seeds, restore_models, save_progress)
 from suite.registry import UnknownNameError
 from suite.report import records_path, render
 from suite.runner import Runner
@@ -46,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="cells trained in parallel (worker processes or Ray tasks)")
     p.add_argument("--address", default=None, help="with --executor ray: an existing cluster (default: start a local Ray)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per cell (default: cores / jobs)")
+    p.add_argument("--save-progress", action="store_true",
+                   help="train and render nothing: merge the finished cells' records into the published "
+                        "<table>.cells.jsonl (it only grows) and keep beside it, in <table>.models/, the saved models "
+                        "unfinished cells still need, so --import-records continues the campaign on another machine")
     p.add_argument("--retries", type=int, default=1,
                    help="times a cell whose worker process died (kill -9, out of memory) is run again, from its last "
                         "epoch checkpoint (default 1)")
@@ -280,9 +285,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.import_records:
             store = Store(args.store)
+            artifacts = args.artifacts or args.store.parent / "artifacts"
             for path in args.import_records:
                 report = import_records(store, read_records(path), args.data_dir or default_data_dir())
-                print(report.line(path))
+                restored = restore_models(Path(path), store, artifacts)
+                print(report.line(path) + (f"; models restored from {models_path(Path(path))}: {restored}"
+                                           if restored else ""))
             if not args.table:
                 return 0
         tables, opts = table_options(args)
@@ -296,6 +304,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             for plan in plans:
                 dry_run(runner, plan)
+            return 0
+        if args.save_progress:
+            for plan in plans:
+                cells = [c for cells in plan.row_cells for c in cells]
+                written, kept = save_progress(records_path(args.out, plan.table.name), cells, runner.store,
+                                              runner.artifacts)
+                print(f"{plan.table.name}: {written} records in {records_path(args.out, plan.table.name)}; "
+                      f"{len(kept)} saved model(s) unfinished cells need in "
+                      f"{models_path(records_path(args.out, plan.table.name))}")
             return 0
         if args.remeasure or args.render_only:
             mode = remeasure if args.remeasure else render_only

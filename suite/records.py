@@ -5,11 +5,13 @@ store already holds is never overwritten)."""
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from suite.plan import Planner, PlanOptions
+from suite.context import MODEL_FILE
+from suite.plan import Planner, PlanOptions, ResolvedCell
 from suite.spec import CellSpec
 from suite.store import Store
 
@@ -120,3 +122,70 @@ def import_records(store: Store, records: list[dict[str, Any]], data_dir: Path |
             matching.append(record)
     report.imported = store.add_records(matching)
     return report
+
+
+# ----------------------------------------------------------------------------- a campaign's progress between machines
+def models_path(records_file: Path) -> Path:
+    """`<table>.models/` beside `<table>.cells.jsonl`: the saved models an unfinished campaign still needs."""
+    return records_file.with_name(records_file.name.replace(".cells.jsonl", "") + ".models")
+
+
+def needed_models(cells: list[ResolvedCell], store: Store, artifacts: Path) -> list[str]:
+    """Keys of the finished cells whose saved model an unfinished cell of `cells` (or of their dependencies) loads:
+    what another machine needs so as not to train them again (a teacher under students still to distil)."""
+    seen: dict[str, ResolvedCell] = {}
+
+    def visit(cell: ResolvedCell) -> None:
+        if cell.key not in seen:
+            seen[cell.key] = cell
+            for dep in cell.deps.values():
+                visit(dep)
+
+    for cell in cells:
+        visit(cell)
+
+    def done(key: str) -> bool:
+        row = store.get(key)
+        return bool(row) and row["status"] == "done"
+
+    return sorted({d.key for c in seen.values() if not done(c.key) for d in c.deps.values()
+                   if done(d.key) and (artifacts / d.key / MODEL_FILE).exists()})
+
+
+def save_progress(records_file: Path, cells: list[ResolvedCell], store: Store, artifacts: Path) -> tuple[int, list[str]]:
+    """Merge the finished cells' records (and their dependencies') into `records_file` (it only grows), and keep
+    beside it, in `<table>.models/KEY/`, the saved models that unfinished cells still need (nothing else: the
+    folder empties as the campaign ends). Returns (records written, model keys kept). Trains and renders nothing."""
+    from suite.report import upstream_keys, write_records
+
+    results = [[store.get(c.key) for c in cells]]
+    records = merge_records(published_records(records_file), store.records(upstream_keys(results, store)))
+    records_file.parent.mkdir(parents=True, exist_ok=True)
+    write_records(records_file, records)
+    keep = needed_models(cells, store, artifacts)
+    folder = models_path(records_file)
+    for key in keep:
+        if not (folder / key / MODEL_FILE).exists():
+            shutil.copytree(artifacts / key, folder / key, ignore=shutil.ignore_patterns("*.ckpt", "*.ckpt.bad"),
+                            dirs_exist_ok=True)
+    if folder.exists():
+        for old in folder.iterdir():
+            if old.name not in keep:
+                shutil.rmtree(old)
+        if not any(folder.iterdir()):
+            folder.rmdir()
+    return len(records), keep
+
+
+def restore_models(records_file: Path, store: Store, artifacts: Path) -> int:
+    """Copy the models published beside `records_file` into `artifacts` for the finished cells the store holds and
+    whose model is not there yet; returns how many (the next run then loads them instead of training again)."""
+    folder, restored = models_path(records_file), 0
+    if not folder.exists():
+        return 0
+    for model_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
+        row = store.get(model_dir.name)
+        if row and row["status"] == "done" and not (artifacts / model_dir.name / MODEL_FILE).exists():
+            shutil.copytree(model_dir, artifacts / model_dir.name, dirs_exist_ok=True)
+            restored += 1
+    return restored
