@@ -206,6 +206,14 @@ def _present(v: Any) -> bool:
     return v is not None and not (isinstance(v, float) and math.isnan(v))
 
 
+DELTA_UNTOUCHED = "Δ top-1 vs untouched baseline [95 % CI]"
+
+
+def delta_to_untouched(group_by: tuple[str, ...] = ()) -> Relative:
+    """The difference to the untouched (not fine-tuned) baseline, beside verdicts taken against a control."""
+    return Relative(DELTA_UNTOUCHED, "_top1_values", "welch", group_by, "reference", on_reference=False)
+
+
 def verdict_columns(group_by: tuple[str, ...] = (), reference_role: str | tuple[str, ...] = "reference") -> list[Relative]:
     """Difference of mean top-1 against the group's reference row with its Welch 95 % interval, and the verdict."""
     return [Relative(VERDICT_DELTA, "_top1_values", "welch", group_by, reference_role, on_reference=False),

@@ -60,6 +60,8 @@ def software_line(env: dict) -> str:
 
 def verdict_line(verdicts: pd.Series) -> str:
     tested = int(verdicts.astype(str).str.contains(r"\(q [=<] ").sum())
+    if tested == 0:
+        return "- Verdicts: none yet: no row has two seeds or more on both sides of its comparison (one run cannot show its own noise)"
     return (f"- Verdicts: Welch's t-test of each row against its reference over seeds; \"better\" / \"worse\" only "
             f"where the p-value adjusted by Benjamini-Hochberg across this table's {tested} tested comparisons (q) is "
             f"below 0.05 (false discovery rate 5 %), else \"within noise\"; the Δ column's interval is the unadjusted "
@@ -262,7 +264,7 @@ def render(table: Table, opts: TableOptions, rows: list[TableRow], row_cells: li
 def write_index(root: Path) -> Path:
     """`<root>/README.md`: every rendered table under `<root>/<profile>/`, with its profile and date."""
     entries = []
-    for md in sorted(root.glob("*/*.md")):
+    for md in sorted(p for p in root.glob("*/*.md") if p.parent.name != "smoke"):  # smoke tables are never published
         lines = md.read_text().splitlines()
         title = lines[0].lstrip("# ") if lines else md.stem
         rendered = next((l.split("rendered ")[-1] for l in lines if "rendered " in l), "?")

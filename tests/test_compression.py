@@ -225,3 +225,41 @@ def test_baking_masks_keeps_the_zeros_and_passes_over_layers_never_pruned():
         bake_masks(model)
         assert not any(prune.is_pruned(m) for _, m in compressible_layers(model))
     assert weight_sparsity(dense) == 0 and weight_sparsity(sparse) == pytest.approx(0.5, abs=0.01)
+
+
+def test_pruned_rows_are_judged_against_the_dense_fine_tuned_control_not_the_untouched_baseline():
+    """Constructed seeds: a pruned row 1 point above the untouched baseline, level with the control that had the
+    same fine-tuning epochs, is "within noise" (its gain was the epochs), with its +1.00 to the baseline beside it."""
+    import pandas as pd
+
+    from suite import columns as C
+    from suite.tables import get_table
+
+    frame = pd.DataFrame([
+        {"Pair": "p", "_role": "reference", "_top1_values": [80.0, 80.2, 79.8]},
+        {"Pair": "p", "_role": "control", "_top1_values": [81.0, 81.2, 80.8]},
+        {"Pair": "p", "_role": "", "_top1_values": [81.1, 81.0, 80.9]},
+        {"Pair": "p", "_role": "", "_top1_values": [78.0, 78.1, 77.9]},
+    ])
+    for relative in get_table("pruning").relative:
+        if relative.name in (C.VERDICT_DELTA, C.VERDICT, C.DELTA_UNTOUCHED):
+            frame = relative.apply(frame)
+    level, worse = frame.iloc[2], frame.iloc[3]
+    assert level[C.VERDICT].startswith("within noise (q") and level[C.VERDICT_DELTA].startswith("+0.00 [")
+    assert level[C.DELTA_UNTOUCHED].startswith("+1.00 [")
+    assert worse[C.VERDICT].startswith("worse (q") and worse[C.VERDICT_DELTA].startswith("-3.00 [")
+    assert frame.iloc[1][C.VERDICT] == "—"  # the control is not compared with itself
+    assert frame.iloc[0][C.VERDICT].startswith("worse (q")  # the untouched baseline: below the control
+
+
+def test_compression_table_has_a_dense_fine_tuned_control_for_its_fine_tuned_rows():
+    from suite.tables import TableOptions, get_table
+
+    rows = get_table("compression").rows(TableOptions(profile="smoke", dataset="synthetic_mnist"))
+    by_label = {r.labels["Model"]: r for r in rows}
+    control = by_label["Dense + the same fine-tuning (control)"]
+    assert control.role == "control" and control.spec.method == "prune" and control.spec.params_dict == {"sparsity": 0.0}
+    for label, versus in [("Pruning, constant 50 % (global)", "control"), ("Weight clustering, 4 bit", "control"),
+                          ("Structured pruning, 40 % of channels", "control"), ("QAT int8", "baseline"),
+                          ("PTQ dynamic int8 (linear layers)", "baseline"), ("KD → half-width, T = 4", "student alone")]:
+        assert by_label[label].extra["Verdict against"] == versus, label

@@ -6,7 +6,8 @@ pruned to compression ratios 2, 4, 8, 16, 32 by global magnitude, layer-wise mag
 unstructured pruning, and by L2 and random channel pruning, each fine-tuned by the same recipe.
 Reported per operating point: the ratio asked and achieved (dense / non-zero parameters), FLOPs after
 removal (non-zero weights only) and the theoretical speed-up they give, the measured batch-1 and
-batch-256 speed-ups on this machine, and top-1 with its verdict against the dense baseline.
+batch-256 speed-ups on this machine, and top-1 with its verdict against the dense fine-tuned control (and
+its Δ to the untouched baseline).
 Plots: top-1 against achieved ratio and against measured speed-up, one line per method.
 """
 from __future__ import annotations
@@ -54,12 +55,12 @@ class PruningTable(Table):
     description = ("Unstructured (global / layer-wise magnitude, random) and channel (L2, random) pruning of one "
                    "trained baseline per pair at compression ratios 2-32, each fine-tuned by the same recipe.")
     columns = [C.NONZERO, ACHIEVED, C.FLOPS_NONZERO, THEORETICAL, C.LATENCY, SPEEDUP_B1, SPEEDUP_BN, C.TOP1, C.N,
-               C.VERDICT_DELTA, C.VERDICT, C.TRAIN_COST]
+               C.VERDICT_DELTA, C.VERDICT, C.DELTA_UNTOUCHED, C.TRAIN_COST]
     relative = [Relative(ACHIEVED, "_nonzero_params", "ratio", ("Pair",), template="{:.1f}×"),
                 Relative(THEORETICAL, "_flops_nonzero", "ratio", ("Pair",), template="{:.2f}×"),
                 Relative(SPEEDUP_B1, "_latency_ms", "ratio", ("Pair",), template="{:.2f}×", missing="n/a"),
                 Relative(SPEEDUP_BN, "_image_seconds", "ratio", ("Pair",), template="{:.2f}×", missing="n/a")] \
-        + C.verdict_columns(("Pair",))
+        + C.verdict_columns(("Pair",), "control") + [C.delta_to_untouched(("Pair",))]  # verdicts: against the control
 
     def rows(self, opts: TableOptions) -> list[TableRow]:
         rows = []
@@ -70,7 +71,8 @@ class PruningTable(Table):
                                  CellSpec.make("baseline", model, dataset, opts.profile), role="reference"))
             # the control: the dense baseline fine-tuned exactly like every pruned row (sparsity 0)
             rows.append(TableRow({"Pair": pair, "Method": CONTROL, "Ratio (asked)": "1×"},
-                                 CellSpec.make("prune", model, dataset, opts.profile, params={"sparsity": 0.0})))
+                                 CellSpec.make("prune", model, dataset, opts.profile, params={"sparsity": 0.0}),
+                                 role="control"))
             for text, make in METHODS.items():
                 for r in RATIOS:
                     method, params = make(r)
@@ -84,7 +86,8 @@ class PruningTable(Table):
 
         plt, paths = _pyplot(), []
         for pair, group in frame.groupby("Pair", sort=False):
-            ref, pruned = group[group["_role"] == "reference"], group[group["_role"] != "reference"]
+            ref, pruned = group[group["_role"] == "reference"], group[~group["_role"].isin(["reference", "control"])]
+            control = group[group["_role"] == "control"]
             if ref.empty or ref["_top1_mean"].isna().all() or pruned["_top1_mean"].isna().all():
                 continue  # nothing to draw yet
             ref = ref.iloc[0]
@@ -98,7 +101,10 @@ class PruningTable(Table):
                 axes[0].plot(ratio, rows["_top1_mean"], "o-", label=method)
                 axes[1].plot(speedup, rows["_top1_mean"], "o-", label=method)
             for ax, xlabel in zip(axes, ("compression ratio (dense / non-zero parameters)", "measured batch-1 speed-up")):
-                ax.axhline(ref["_top1_mean"], color="k", ls="--", lw=1, label="dense baseline")
+                ax.axhline(ref["_top1_mean"], color="k", ls="--", lw=1, label="dense baseline (untouched)")
+                if not control.empty and not control["_top1_mean"].isna().all():
+                    ax.axhline(control["_top1_mean"].iloc[0], color="tab:red", ls=":", lw=1.5,
+                               label="dense + the same fine-tuning (control)")
                 ax.set_xscale("log", base=2)
                 ax.set_xlabel(xlabel)
                 ax.set_ylabel("top-1 (%)")
@@ -125,8 +131,9 @@ class PruningTable(Table):
             "that skips pruned weights would do); the theoretical speed-up is the dense baseline's FLOPs over them. "
             "Measured speed-ups time the saved model on this CPU (dense kernels: unstructured zeros are not skipped).",
             "Every pruned row starts from the pair's dense baseline cell (the `baselines` table's) and fine-tunes "
-            "for half the recipe's epochs; random rows are seeded by the cell's seed. Verdicts compare with the dense "
-            f"baseline, which trained fewer epochs: \"{CONTROL}\" is that baseline fine-tuned exactly like the pruned "
-            "rows without pruning anything, so a pruned row above the baseline but not above the control gained from "
-            "the extra epochs, not from pruning.",
+            "for half the recipe's epochs; random rows are seeded by the cell's seed. Verdicts (and the Δ beside "
+            f"them) compare with \"{CONTROL}\": the dense baseline fine-tuned exactly like the pruned rows without "
+            "pruning anything, so a verdict says what pruning did, not what the extra epochs did. The Δ to the untouched "
+            "dense baseline, which trained fewer epochs, is the column after them (the ratios and speed-ups are "
+            "against the untouched baseline: the control has its parameters and its speed).",
         ]
