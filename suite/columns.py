@@ -145,7 +145,8 @@ def raw_values(rc: RowCells) -> dict[str, Any]:
             "_params": m.get("params"), "_nonzero_params": m.get("nonzero_params"), "_role": rc.row.role,
             "_flops_nonzero": m.get("flops_nonzero"),
             "_image_seconds": 1 / m["throughput_img_s"] if m.get("throughput_img_s") else None,
-            "_keys": " ".join(r["key"] for r in rc.records if r)}
+            "_keys": " ".join(r["key"] for r in rc.records if r),
+            "_train_epochs": rc.training_cost(rc.done[0]["key"])[0] if rc.done else None}
 
 
 def summarize(rc: RowCells) -> dict[str, Any]:

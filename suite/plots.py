@@ -1,5 +1,7 @@
-"""Plots beside each table: top-1 against parameters and against batch-1 latency, one point per row;
-a reported figure is drawn as a hollow marker at the same x, so the gap to the paper is visible."""
+"""Plots beside each table: top-1 against parameters and against batch-1 latency, one point per row (a reported
+figure is not drawn there: the papers do not report our x); for a table whose rows share one architecture (kd,
+compare, ablation), where parameters say nothing, a dot-and-interval chart of top-1 instead: mean and 95 %
+interval over seeds per row, the reference row marked, reported figures as hollow markers on their own value."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +13,58 @@ if TYPE_CHECKING:
     import torch
 
 
-def plot_table(frame: pd.DataFrame, label_columns: list[str], title: str, out_prefix: Path) -> list[Path]:
+def mean_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float | None]:
+    """Mean and the half-width of its t interval over seeds (None with one seed: no interval)."""
+    import statistics
+
+    from scipy.stats import t
+
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, None
+    return mean, float(t.ppf((1 + confidence) / 2, len(values) - 1) * statistics.stdev(values) / len(values) ** 0.5)
+
+
+def interval_figure(frame: pd.DataFrame, label_columns: list[str], title: str):
+    """One line per finished row: its mean top-1 with the 95 % interval over seeds as a horizontal bar, the
+    reference row in black with a dashed line through its mean, a reported figure as a hollow marker."""
+    plt = _pyplot()
+    done = frame[frame["_top1_values"].map(lambda v: isinstance(v, list) and len(v) > 0)]
+    if done.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 0.32 * len(done) + 1.6))
+    for y, (_, r) in enumerate(done.iloc[::-1].iterrows()):  # first row on top
+        mean, half = mean_interval(r["_top1_values"])
+        reference = r["_role"] == "reference"
+        color = "black" if reference else plt.cm.tab20.colors[y % 20]
+        ax.errorbar(mean, y, xerr=None if half is None else [[half], [half]], fmt="s" if reference else "o",
+                    color=color, capsize=3, zorder=3)
+        if reference:
+            ax.axvline(mean, color="black", ls="--", lw=1, zorder=1)
+        if pd.notna(r.get("_reported")):
+            ax.scatter(r["_reported"], y, facecolors="none", edgecolors=color, marker="D", zorder=3)
+    ax.set_yticks(range(len(done)))
+    ax.set_yticklabels([" / ".join(str(r[c]) for c in label_columns) for _, r in done.iloc[::-1].iterrows()],
+                       fontsize=7)
+    ax.set_xlabel("top-1 (%): mean and 95 % interval over seeds (no bar: one seed); hollow ◇: reported")
+    ax.set_title(title + "\nblack square and dashed line: the reference row", fontsize=9)
+    ax.grid(True, axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_intervals(frame: pd.DataFrame, label_columns: list[str], title: str, out_prefix: Path) -> list[Path]:
+    fig = interval_figure(frame, label_columns, title)
+    if fig is None:
+        return []
+    path = out_prefix.with_name(f"{out_prefix.name}_top1_intervals.png")
+    fig.savefig(path, dpi=120)
+    _pyplot().close(fig)
+    return [path]
+
+
+def plot_table(frame: pd.DataFrame, label_columns: list[str], title: str, out_prefix: Path,
+               params_plot: bool = True) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")  # files only; no display needed
@@ -25,18 +78,16 @@ def plot_table(frame: pd.DataFrame, label_columns: list[str], title: str, out_pr
     markers = "os^Dv"
     for x_col, x_label, name in (("_nonzero_params", "non-zero parameters", "params"),
                                  ("_latency_ms", "batch-1 latency (ms)", "latency")):
-        if x_col not in done or done[x_col].isna().all():
+        if x_col not in done or done[x_col].isna().all() or (name == "params" and not params_plot):
             continue
         fig, ax = plt.subplots(figsize=(9, 4.5))
         for i, (label, (_, r)) in enumerate(zip(labels, done.iterrows())):
-            color, marker = f"C{i % 10}", markers[(i // 10) % len(markers)]  # distinct for up to 50 rows
+            color, marker = plt.cm.tab20.colors[i % 20], markers[(i // 20) % len(markers)]  # distinct up to 100 rows
             ax.scatter(r[x_col], r["_top1_mean"], color=color, marker=marker, label=label, zorder=3)
-            if pd.notna(r.get("_reported")):
-                ax.scatter(r[x_col], r["_reported"], facecolors="none", edgecolors=color, marker=marker, zorder=3)
         ax.set_xscale("log")
-        ax.set_xlabel(x_label)
-        ax.set_ylabel("top-1 (%)")
-        ax.set_title(f"{title}\nfilled: ours, hollow: reported", fontsize=9)
+        ax.set_xlabel(x_label + " (log)")
+        ax.set_ylabel("top-1 (%), mean over seeds")
+        ax.set_title(title, fontsize=9)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         fig.tight_layout()

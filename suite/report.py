@@ -255,7 +255,12 @@ def render(table: Table, opts: TableOptions, rows: list[TableRow], row_cells: li
     write_records(records_path(out_dir, table.name), records)
     from suite.plots import plot_table
 
-    plot_table(frame, label_columns, f"{table.title}, profile {opts.profile}", out_dir / table.name)
+    title = f"{table.title}, profile {opts.profile}"
+    plot_table(frame, label_columns, title, out_dir / table.name, params_plot=not table.one_architecture)
+    if table.one_architecture:
+        from suite.plots import plot_intervals
+
+        plot_intervals(frame, label_columns, title, out_dir / table.name)
     table.plot(frame, opts, out_dir)
     write_index(out_dir.parent)
     return md_path, csv_path

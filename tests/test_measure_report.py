@@ -71,16 +71,16 @@ def test_report_renders_seeds_reported_failures_and_pending(tmp_path):
                                info=DATASETS.get("mnist"), precision="fp32")
 
     row_cells = [[cell("a0"), cell("a1")], [cell("b0"), cell("never")], []]
-    md_path, csv_path = render(T(), TableOptions(profile="smoke", seeds=2), rows, row_cells, store, tmp_path / "smoke")
+    md_path, csv_path = render(T(), TableOptions(profile="cpu", seeds=2), rows, row_cells, store, tmp_path / "cpu")
     md = md_path.read_text()
     assert "91.00 ± 1.41" in md and "95.00 [encodenet T2; epoch ?, runs ?]" in md and "-4.00" in md
     assert "failed: RuntimeError: boom" in md and "pending (plugin not available yet)" in md
     assert "NOT canonical" in md and "Seeds: 2" in md and "test CPU" in md
     assert "3 ep, 30 s" in md and "mnist-like (default): 3 ep, batch 8, sgd lr 0.1" in md
     assert "top1_mean" in csv_path.read_text().splitlines()[0]
-    assert "[Test table (`t`)](smoke/t.md)" in (tmp_path / "README.md").read_text()
+    assert "[Test table (`t`)](cpu/t.md)" in (tmp_path / "README.md").read_text()
     for name in ("params", "latency"):  # plots beside the table, listed in the index
-        plot = tmp_path / "smoke" / f"t_accuracy_vs_{name}.png"
+        plot = tmp_path / "cpu" / f"t_accuracy_vs_{name}.png"
         assert plot.stat().st_size > 1000 and plot.name in (tmp_path / "README.md").read_text()
 
 
@@ -127,3 +127,42 @@ def test_rows_with_a_reference_get_the_difference_interval_and_verdict(tmp_path)
     assert "Benjamini-Hochberg across this table's 2 tested comparisons" in md.read_text()
     assert "n = 1: no verdict" in lines["one"] and "+1.80 " in lines["one"]
     assert "| —" in lines["ref"]  # the reference is not compared with itself
+
+
+def test_a_one_architecture_table_plots_each_rows_mean_and_interval_with_the_reference_marked(tmp_path):
+    """The dot-and-interval chart (issue 25 item 6): one bar per row, the t interval over its seeds, no bar for one
+    seed, the reference drawn as a dashed line through its mean."""
+    import matplotlib.container
+    import pandas as pd
+    from scipy.stats import t
+
+    from suite.plots import interval_figure, plot_intervals
+
+    frame = pd.DataFrame([{"Method": "student", "_role": "reference", "_top1_values": [60.0, 62.0, 64.0]},
+                          {"Method": "kd", "_role": "", "_top1_values": [65.0, 66.0, 67.0], "_reported": 70.66},
+                          {"Method": "one seed", "_role": "", "_top1_values": [50.0]},
+                          {"Method": "pending", "_role": "", "_top1_values": []}])
+    fig = interval_figure(frame, ["Method"], "t")
+    ax = fig.axes[0]
+    bars = [c for c in ax.containers if isinstance(c, matplotlib.container.ErrorbarContainer)]
+    assert len(bars) == 3  # the pending row is left out
+    assert [label.get_text() for label in ax.get_yticklabels()] == ["one seed", "kd", "student"]
+    half = t.ppf(0.975, 2) * 1.0 / 3 ** 0.5  # kd: std 1 over 3 seeds
+    kd_bar = bars[1]
+    segment = kd_bar.lines[2][0].get_segments()[0]
+    assert segment[0][0] == pytest.approx(66.0 - half) and segment[1][0] == pytest.approx(66.0 + half)
+    assert not bars[0].has_xerr  # one seed: no interval
+    assert any(line.get_linestyle() == "--" and line.get_xdata()[0] == pytest.approx(62.0) for line in ax.lines)
+    assert plot_intervals(frame, ["Method"], "t", tmp_path / "kd")[0].name == "kd_top1_intervals.png"
+
+
+def test_the_results_index_leaves_out_smoke_tables(tmp_path):
+    """Smoke tables are for tests and trying the suite, never published: rendering one must not rewrite the index
+    of the published tables with an entry for it."""
+    from suite.report import write_index
+
+    for profile in ("cpu", "smoke"):
+        (tmp_path / profile).mkdir()
+        (tmp_path / profile / "t.md").write_text(f"# T {profile}\n\n- rendered 2026-12-02\n")
+    index = write_index(tmp_path).read_text()
+    assert "(cpu/t.md)" in index and "smoke" not in index

@@ -58,6 +58,8 @@ class Table:
     family: ClassVar[str | None] = None  # a family table shows every registered method of this family
     methods_are_rows: ClassVar[bool] = False  # True: --methods is the table's row list (compare), not a change
     relative: ClassVar[list["Relative"]] = []  # columns computed against each group's reference row
+    # rows share one architecture (a parameter axis says nothing): a dot-and-interval chart of top-1 instead
+    one_architecture: ClassVar[bool] = False
 
     def finalize(self, frame: "pd.DataFrame") -> "pd.DataFrame":
         """Add derived columns beyond the declared `relative` ones (e.g. whether a latency target is met)."""

@@ -25,6 +25,7 @@ from suite.tables.baselines import MODEL_LABELS, label
 @register_table
 class CompareTable(Table):
     name = "compare"
+    one_architecture = True  # one --model: parameters say nothing, intervals do
     title = "Methods side by side"
     description = ("The methods named by --methods, each trained on the same model, data, recipe and seeds; every row is "
                    "compared with the first (difference of mean top-1, Welch 95 % interval, verdict).")
@@ -64,6 +65,18 @@ class CompareTable(Table):
             rows.append(TableRow({"Method": text}, CellSpec.make(choice.name, opts.model, dataset, opts.profile,
                                                                  params=params), role="reference" if i == 0 else ""))
         return rows
+
+    def summary_lines(self, rows, lines):
+        """Where rows trained for different numbers of epochs, say so: a gain may be the epochs', not the method's."""
+        epochs = {line["Method"]: line["_train_epochs"] for row, line in zip(rows, lines)
+                  if line.get("_train_epochs") is not None and row.role != "teacher"}
+        if len(set(epochs.values())) < 2:
+            return []
+        listed = ", ".join(f"{method} {n}" for method, n in epochs.items())
+        return [f"Epochs differ between rows (as in Train cost: each row's own stages plus everything it needed, a "
+                f"distiller's teacher included): "
+                f"{listed}. A row that trains longer than the first may gain from the epochs alone: compare it with "
+                f"a control given the same epochs (e.g. `baseline[epochs_scale=...]`), as the pruning table does"]
 
     def notes(self, opts: TableOptions) -> list[str]:
         return [f"Model {opts.model} on {opts.dataset or 'cifar10'}; every method trains by the profile's recipe for that "

@@ -46,6 +46,7 @@ class KDTable(Table):
                    "first), beside the student trained alone under the same recipe; EncodeNet uses no teacher.")
     pivot = ("Method", "Pair")
     family = "distiller"
+    one_architecture = True
     columns = C.DEFAULT + [C.VERDICT_DELTA, C.VERDICT]
     relative = C.verdict_columns(group_by=("Pair",))  # every row against the student trained alone
     options = frozenset({"pairs"})
