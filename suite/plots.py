@@ -32,7 +32,7 @@ def interval_figure(frame: pd.DataFrame, label_columns: list[str], title: str):
     done = frame[frame["_top1_values"].map(lambda v: isinstance(v, list) and len(v) > 0)]
     if done.empty:
         return None
-    fig, ax = plt.subplots(figsize=(8, 0.32 * len(done) + 1.6))
+    fig, ax = plt.subplots(figsize=(10, 0.32 * len(done) + 1.8))
     for y, (_, r) in enumerate(done.iloc[::-1].iterrows()):  # first row on top
         mean, half = mean_interval(r["_top1_values"])
         reference = r["_role"] == "reference"
@@ -46,8 +46,8 @@ def interval_figure(frame: pd.DataFrame, label_columns: list[str], title: str):
     ax.set_yticks(range(len(done)))
     ax.set_yticklabels([" / ".join(str(r[c]) for c in label_columns) for _, r in done.iloc[::-1].iterrows()],
                        fontsize=7)
-    ax.set_xlabel("top-1 (%): mean and 95 % interval over seeds (no bar: one seed); hollow ◇: reported")
-    ax.set_title(title + "\nblack square and dashed line: the reference row", fontsize=9)
+    ax.set_xlabel("top-1 (%): mean and 95 % interval over seeds (no bar: one seed); hollow diamond: reported", fontsize=8)
+    ax.set_title(title + "\nblack square and dashed line: the reference row", fontsize=8)
     ax.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()
     return fig

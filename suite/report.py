@@ -273,8 +273,9 @@ def write_index(root: Path) -> Path:
         lines = md.read_text().splitlines()
         title = lines[0].lstrip("# ") if lines else md.stem
         rendered = next((l.split("rendered ")[-1] for l in lines if "rendered " in l), "?")
-        plots = " ".join(f"[{p.stem.split('_accuracy_vs_')[-1]}]({p.relative_to(root).as_posix()})"
-                         for p in sorted(md.parent.glob(f"{md.stem}_accuracy_vs_*.png")))
+        charts = sorted(md.parent.glob(f"{md.stem}_accuracy_vs_*.png")) + sorted(md.parent.glob(f"{md.stem}_top1_intervals.png"))
+        plots = " ".join(f"[{p.stem.split('_accuracy_vs_')[-1] if '_accuracy_vs_' in p.stem else 'intervals'}]"
+                         f"({p.relative_to(root).as_posix()})" for p in charts)
         entries.append(f"| [{title}]({md.relative_to(root).as_posix()}) | `{md.parent.name}` | {rendered} | {plots or '—'} |")
     index = root / "README.md"
     index.write_text("# Published results\n\nEvery table here was produced by `python run_all.py --table NAME --profile "
