@@ -308,11 +308,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.save_progress:
             for plan in plans:
                 cells = [c for cells in plan.row_cells for c in cells]
-                written, kept = save_progress(records_path(args.out, plan.table.name), cells, runner.store,
-                                              runner.artifacts)
-                print(f"{plan.table.name}: {written} records in {records_path(args.out, plan.table.name)}; "
-                      f"{len(kept)} saved model(s) unfinished cells need in "
-                      f"{models_path(records_path(args.out, plan.table.name))}")
+                path = records_path(args.out, plan.table.name)
+                written, kept = save_progress(path, cells, runner.store, runner.artifacts)
+                print(f"{plan.table.name}: {written} records in {path}; {len(kept)} saved model(s) unfinished cells "
+                      f"need in {models_path(path)}")
             return 0
         if args.remeasure or args.render_only:
             mode = remeasure if args.remeasure else render_only

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from suite.measure import latency_figure, latency_text
+from suite.measure import input_dependent, latency_figure
 from suite.stats import adjusted_verdicts, compare
 
 # --- column names ---------------------------------------------------------------------------------------
@@ -34,6 +34,14 @@ PIVOT_VALUES = [TOP1, N, VERDICT_DELTA, VERDICT, REPORTED, DELTA_REPORTED, TRAIN
 
 def fmt(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:,.{digits}f}"
+
+
+def latency_text(metrics: dict[str, Any]) -> str:
+    """The latency column: "median (p90)", or for an input-dependent model "mean (median m, p90 q)"."""
+    if input_dependent(metrics):
+        return (f"{fmt(metrics['latency_mean_ms'], 3)} mean (median {fmt(metrics['latency_ms'], 3)}, "
+                f"p90 {fmt(metrics.get('latency_p90_ms'), 3)})")
+    return f"{fmt(metrics.get('latency_ms'), 3)} ({fmt(metrics.get('latency_p90_ms'), 3)})"
 
 
 def fmt_duration(seconds: float) -> str:

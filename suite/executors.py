@@ -28,7 +28,7 @@ class WorkerDied(RuntimeError):
 def how_it_ended(exitcode: int | None) -> str:
     if exitcode is None:  # a Ray worker: Ray does not say
         return "its process crashed"
-    if exitcode is not None and exitcode < 0:
+    if exitcode < 0:
         try:
             return f"signal {-exitcode} ({signal.Signals(-exitcode).name})"
         except ValueError:
@@ -124,9 +124,6 @@ class LocalPoolExecutor:
         future: Future = Future()
         self.jobs.put((future, cell, config, dep_metrics))
         return future
-
-    def pids(self) -> list[int]:
-        return [w.process.pid for w in self.workers]
 
     def shutdown(self) -> None:
         while True:  # cells not yet taken by a worker are cancelled

@@ -84,24 +84,17 @@ def throughput(fn: Callable[[Any], object], batch: torch.Tensor, seconds: float)
     return len(batch) / timer.blocked_autorange(min_run_time=seconds).median
 
 
+def input_dependent(metrics: dict[str, Any]) -> bool:
+    """Whether the cell timed a model whose work depends on its input (early exit) over real test images."""
+    return bool(metrics.get("latency_input")) and metrics.get("latency_mean_ms") is not None
+
+
 def latency_figure(metrics: dict[str, Any]) -> float | None:
     """A cell's batch-1 latency as the papers define it: for a model whose work depends on the input (early exit:
     `latency_input` names the real images timed) the expected latency, the mean over those images (BranchyNet's
     definition; the median of a bimodal distribution describes neither mode); for any other the median of repeated
     runs on one input. The basis of every speed-up."""
-    if metrics.get("latency_input") and metrics.get("latency_mean_ms") is not None:
-        return metrics["latency_mean_ms"]
-    return metrics.get("latency_ms")
-
-
-def latency_text(metrics: dict[str, Any]) -> str:
-    """The latency column: "median (p90)", or for an input-dependent model "mean (median m, p90 q)"."""
-    figure = latency_figure(metrics)
-    if figure is None:
-        return ""
-    if metrics.get("latency_input") and metrics.get("latency_mean_ms") is not None:
-        return (f"{figure:.3f} mean (median {metrics['latency_ms']:.3f}, p90 {metrics['latency_p90_ms']:.3f})")
-    return f"{figure:.3f} ({metrics['latency_p90_ms']:.3f})"
+    return metrics["latency_mean_ms"] if input_dependent(metrics) else metrics.get("latency_ms")
 
 
 def latency_stats(times_ms: list[float]) -> dict[str, float]:

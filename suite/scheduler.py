@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from suite.execute import ExecConfig, execute_cell
+from suite.executors import WorkerDied
 from suite.plan import ResolvedCell
 from suite.store import Store
 
@@ -79,8 +80,6 @@ class Scheduler:
 
     def _retry(self, cell: ResolvedCell, future: Future, attempts: dict[str, int]) -> bool:
         """Whether a cell whose worker died goes again (from its last epoch checkpoint); logs the one line."""
-        from suite.executors import WorkerDied
-
         exc = future.exception()
         if not isinstance(exc, WorkerDied) or attempts.get(cell.key, 0) >= self.retries:
             return False

@@ -55,8 +55,7 @@ def compare(values: list[float], reference: list[float], confidence: float = CON
 def adjusted_verdicts(comparisons: list[Comparison | None], confidence: float = CONFIDENCE) -> list[str | None]:
     """Each comparison's verdict with the false discovery rate controlled across all of them (Benjamini-Hochberg
     over the p-values of those that have one): "better (q = 0.004)", "within noise (q = 0.310)", "worse (q < 0.001)",
-    or the unadjusted
-    "n = 1: no verdict"; None stays None."""
+    or the unadjusted "n = 1: no verdict"; None stays None."""
     tested = [i for i, c in enumerate(comparisons) if c is not None and c.p_value is not None]
     q = {}
     if tested:

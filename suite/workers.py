@@ -53,4 +53,6 @@ def serve(conn, index: int, n_gpus: int, parent_pid: int) -> None:
             try:
                 conn.send(("error", exc, trace))
             except Exception:  # an exception that does not pickle: its one line does
-                conn.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}".splitlines()[0]), trace))
+                from suite.scheduler import one_line
+
+                conn.send(("error", RuntimeError(one_line(exc)), trace))

@@ -153,7 +153,8 @@ def test_the_latency_of_an_input_dependent_model_is_its_mean_over_the_images():
     the mean, 1.24 ms, not the median 0.3 ms; a fixed-work model keeps the median (issue 25)."""
     import statistics
 
-    from suite.measure import latency_figure, latency_stats, latency_text
+    from suite.columns import latency_text
+    from suite.measure import latency_figure, latency_stats
 
     times = [0.3] * 160 + [5.0] * 40
     early_exit = {**latency_stats(times), "latency_mean_ms": statistics.fmean(times), "latency_input": "200 test images"}

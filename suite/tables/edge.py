@@ -57,18 +57,27 @@ def scaled_slo(paper_slo_ms: float, paper_reference_ms: float, reference_here_ms
     return paper_slo_ms / paper_reference_ms * reference_here_ms
 
 
+def reference_latency(part: pd.DataFrame) -> float | None:
+    """The latency figure of a dataset's reference row as measured here, or None while it is unmeasured."""
+    ref = part[part["_role"] == "reference"]["_latency_ms"]
+    return None if ref.empty or pd.isna(ref.iloc[0]) else float(ref.iloc[0])
+
+
+def slo_override(part: pd.DataFrame) -> float | None:
+    value = part.iloc[0].get("_slo_ms")
+    return None if value is None or pd.isna(value) else float(value)
+
+
 def slo_targets(frame: pd.DataFrame) -> dict[str, float]:
     """Dataset -> its latency target in ms: --slo-ms where given, else the paper's SLO scaled to this machine by the
     reference row's measured latency (no target while the reference is unmeasured)."""
     targets = {}
     for dataset, part in frame.groupby("Dataset", sort=False):
-        first = part.iloc[0]
-        if first.get("_slo_ms") is not None and not pd.isna(first.get("_slo_ms")):
-            targets[dataset] = float(first["_slo_ms"])
-            continue
-        ref = part[part["_role"] == "reference"]["_latency_ms"]
-        if not ref.empty and not pd.isna(ref.iloc[0]):
-            targets[dataset] = scaled_slo(first["_paper_slo_ms"], first["_paper_ref_ms"], float(ref.iloc[0]))
+        override, here = slo_override(part), reference_latency(part)
+        if override is not None:
+            targets[dataset] = override
+        elif here is not None:
+            targets[dataset] = scaled_slo(part.iloc[0]["_paper_slo_ms"], part.iloc[0]["_paper_ref_ms"], here)
     return targets
 
 
@@ -188,12 +197,11 @@ class EdgeTable(Table):
             return []
         out, targets = [], slo_targets(frame)
         for dataset, part in frame.groupby("Dataset", sort=False):
-            first = part.iloc[0]
-            if first["_slo_ms"] is not None and not pd.isna(first["_slo_ms"]):
-                out.append(f"SLO ({dataset}): {first['_slo_ms']:g} ms, as --slo-ms asks (not scaled)")
+            first, override, measured = part.iloc[0], slo_override(part), reference_latency(part)
+            if override is not None:
+                out.append(f"SLO ({dataset}): {override:g} ms, as --slo-ms asks (not scaled)")
                 continue
-            ref = part[part["_role"] == "reference"]["_latency_ms"]
-            here = "not measured yet" if ref.empty or pd.isna(ref.iloc[0]) else f"{ref.iloc[0]:.3f} ms"
+            here = "not measured yet" if measured is None else f"{measured:.3f} ms"
             target = targets.get(dataset)
             out.append(f"SLO ({dataset}): the paper's {first['_paper_slo_ms']:g} ms is "
                        f"{first['_paper_slo_ms'] / first['_paper_ref_ms']:.3f} × its reference {first['_ref_name']}'s "
