@@ -89,6 +89,14 @@ class Scheduler:
         self.log(f"{exc}; retrying {start} (retry {attempts[cell.key]} of {self.retries})")
         return True
 
+    def _needed_models(self, cells: list[ResolvedCell]) -> set[str]:
+        """Keys of the cells whose saved model a cell of this run still to train loads: the dependencies of the
+        unfinished (or forced) cells only, so an imported chain that is finished end to end retrains nothing."""
+        def to_train(cell: ResolvedCell) -> bool:
+            row = self.store.get(cell.key)
+            return cell.force or not row or row["status"] != "done"
+        return {d.key for c in cells if to_train(c) for d in c.deps.values()}
+
     def _ready(self, cell: ResolvedCell, summary: RunSummary) -> bool:
         settled = set(summary.done) | set(summary.skipped) | set(summary.failed)
         return all(d.key in settled for d in cell.deps.values())
@@ -98,7 +106,7 @@ class Scheduler:
         summary = RunSummary()
         pending, in_flight, attempts = list(cells), {}, {}
         quiet = dataclasses.replace(self.config, progress=False)  # workers draw no epoch bars
-        needed = {d.key for c in cells for d in c.deps.values()}  # cells whose saved model a later cell loads
+        needed = self._needed_models(cells)
         while pending or in_flight:
             for cell in [c for c in pending if self._ready(c, summary)]:
                 reason = self._blocked(cell, summary.failed)

@@ -249,3 +249,17 @@ def test_an_imported_dependency_without_its_artifacts_is_retrained_for_its_depen
     out = capsys.readouterr().out
     assert "retraining baseline/lenet5/synthetic_mnist/smoke/seed0: its artifacts are not in" in out
     assert "failed 0" in out
+
+
+def test_an_imported_finished_chain_retrains_none_of_its_dependencies(run_dir, tmp_path, capsys):
+    """A dependency whose dependents are all finished is loaded by nobody: records alone continue the campaign."""
+    args = ["--table", "compare", "--methods", "baseline,prune", "--model", "lenet5", "--profile", "smoke",
+            "--dataset", "synthetic_mnist"]
+    assert cli(run_dir, *args) == 0
+    fresh = {"out": tmp_path / "elsewhere", "store": tmp_path / "elsewhere" / "store.sqlite"}
+    assert main(["--store", str(fresh["store"]), "--import-records",
+                 str(run_dir["out"] / "compare.cells.jsonl")]) == 0
+    capsys.readouterr()
+    assert cli(fresh, *args) == 0
+    out = capsys.readouterr().out
+    assert "retraining" not in out and "trained 0" in out
