@@ -14,6 +14,8 @@ def record_throughput():
 
 
 def pytest_terminal_summary(terminalreporter):
+    if PEER:
+        write_peer_table(terminalreporter.write_line)
     if not THROUGHPUT:
         return
     import torch
@@ -30,3 +32,27 @@ def pytest_terminal_summary(terminalreporter):
             ratio = f"{fit / raw:8.3f}" if raw and fit else f"{'n/a':>8s}"
             speed = f"{fit / base:10.2f}×" if fit and base else f"{'n/a':>11s}"
             write(f"{model:9s} {precision:9s} {raw or 0:9.0f} {fit or 0:9.0f} {ratio} {speed}")
+
+
+PEER: dict[tuple[str, str], float] = {}  # (case, side) -> images per second (best round)
+
+
+@pytest.fixture
+def record_peer():
+    def record(case: str, side: str, images_per_second: float) -> None:
+        PEER[(case, side)] = images_per_second
+    return record
+
+
+def write_peer_table(write) -> None:
+    import torch
+
+    write("")
+    write(f"one epoch against mdistiller's pipeline, images/s (best round; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads)")
+    for case in dict.fromkeys(c for c, _ in PEER):
+        sides = {s: v for (c, s), v in PEER.items() if c == case}
+        theirs = sides.get("mdistiller")
+        for side, value in sides.items():
+            ratio = f"{value / theirs:6.2f}×" if theirs and side != "mdistiller" else ""
+            write(f"{case:9s} {side:22s} {value:8.0f} {ratio}")
