@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from suite.columns import fmt_duration
 from suite.data import DATASETS, DataError, default_data_dir, load_dataset
 from suite.executors import make_executor
+from suite.numerics import DEFAULT_PRECISION, PRECISIONS
 from suite.plan import ResolvedCell
 from suite.plugins import FAMILIES, PluginError, discover_methods
 from suite.profiles import PROFILES
@@ -22,7 +23,8 @@ from suite.registry import UnknownNameError
 from suite.report import records_path, render
 from suite.runner import Runner
 from suite.store import Store
-from suite.tables import Table, TableOptions, TableRow, discover_tables, get_table, seed_specs, select_methods
+from suite.api import TablePlan, make_runner as api_make_runner, plan_table, table_options as api_table_options, train_and_render
+from suite.tables import Table, TableOptions, discover_tables, get_table
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=None,
                    help="seeds per cell (default 1; with --from-records, as many as the records hold)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+    p.add_argument("--precision", default=DEFAULT_PRECISION, choices=list(PRECISIONS),
                    help="numerics of training and evaluation: auto = bf16 autocast + channels_last on CUDA and on CPUs "
                         "with native bf16, fp32 elsewhere (part of every cell's key)")
     p.add_argument("--data-dir", type=Path, default=None, help="dataset root (default $SUITE_DATA or ~/.cache/suite-data)")
@@ -135,21 +137,6 @@ def estimate_seconds(cell: ResolvedCell, device_type: str) -> float:
     return cell.method.estimated_epochs(cell.recipe, cell.params) * n_train * per_image
 
 
-@dataclass
-class TablePlan:
-    table: Table
-    rows: list[TableRow]
-    row_cells: list[list[ResolvedCell]]  # per row, its resolved cell per seed (what the report reads)
-    cells: list[ResolvedCell]  # what this run trains or re-measures (dependency-ordered, --only applied)
-
-
-def plan_table(runner: Runner, table: Table, opts: TableOptions) -> TablePlan:
-    table.check_options(opts)
-    rows = select_methods(table, opts, table.rows(opts))
-    specs_by_row = [seed_specs([row], opts.seeds) for row in rows]
-    return TablePlan(table, rows, runner.planner.rows(specs_by_row), runner.plan([s for ss in specs_by_row for s in ss]))
-
-
 def dry_run(runner: Runner, plan: TablePlan) -> None:
     total = 0.0
     print(f"== {plan.table.name}")
@@ -228,11 +215,9 @@ def render_from_records(args, table: Table, opts: TableOptions) -> int:
 
 
 def train(runner: Runner, plan: TablePlan, args, opts: TableOptions, executor) -> int:
-    summary = runner.run(plan.cells, executor)
-    md, csv = render(plan.table, opts, plan.rows, plan.row_cells, runner.store, args.out, runner.artifacts,
-                   force=args.force)
+    _, md, summary = train_and_render(runner, plan, opts, args.out, executor, force=args.force)
     print(f"{plan.table.name}: trained {len(summary.done)}, cached {len(summary.skipped)}, "
-          f"failed {len(summary.failed)} -> {md} (+ {csv.name})")
+          f"failed {len(summary.failed)} -> {md} (+ {md.with_suffix('.csv').name})")
     return len(summary.failed)
 
 
@@ -240,12 +225,6 @@ def table_options(args) -> tuple[list[Table], TableOptions]:
     """The tables asked for and their options, every argument checked before anything is planned."""
     if not args.table:
         raise ValueError("nothing to do: give --table NAME (or --list)")
-    PROFILES.get(args.profile)
-    if args.dataset:
-        DATASETS.get(args.dataset)
-    names = [n for n in discover_tables().names() if not discover_tables().get(n).methods_are_rows] \
-        if args.table == "all" else [t.strip() for t in args.table.split(",") if t.strip()]  # `all`: the paper tables
-    tables = [get_table(n) for n in names]
     extra = {}
     for item in args.opt:
         key, sep, value = item.partition("=")
@@ -260,20 +239,18 @@ def table_options(args) -> tuple[list[Table], TableOptions]:
         raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
     if args.from_records and not args.render_only:
         raise ValueError("--from-records only renders: use it with --render-only")
-    return tables, TableOptions(profile=args.profile, seeds=1 if args.seeds is None else args.seeds, dataset=args.dataset, extra=extra,
-                                methods=args.methods, model=args.model, teacher=args.teacher)
+    opts = api_table_options(args.profile, 1 if args.seeds is None else args.seeds, args.dataset, args.methods,
+                             args.model, args.teacher, extra)
+    names = [n for n in discover_tables().names() if not discover_tables().get(n).methods_are_rows] \
+        if args.table == "all" else [t.strip() for t in args.table.split(",") if t.strip()]  # `all`: the paper tables
+    return [get_table(n) for n in names], opts
 
 
 def make_runner(args) -> tuple[Runner, int]:
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
-    if args.threads or args.jobs > 1:
-        import torch
-
-        torch.set_num_threads(threads)
-    runner = Runner(Store(args.store), args.artifacts or args.store.parent / "artifacts", args.data_dir or default_data_dir(),
-                    args.device, progress=not args.quiet, force=args.force, precision=args.precision,
-                    epochs=args.epochs, only=args.only, threads=threads if (args.threads or args.jobs > 1) else None,
-                    retries=args.retries)
+    runner = api_make_runner(args.store, args.artifacts, args.data_dir, args.device, args.precision, args.jobs,
+                             args.threads, progress=not args.quiet, force=args.force, epochs=args.epochs,
+                             only=args.only, retries=args.retries)
     return runner, threads
 
 

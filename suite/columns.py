@@ -16,7 +16,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from suite.measure import input_dependent, latency_figure
-from suite.stats import adjusted_verdicts, compare
+from suite.stats import Comparison, adjusted_verdicts, compare
 
 # --- column names ---------------------------------------------------------------------------------------
 PARAMS, NONZERO, SIZE_MB, SIZE_KB, SIZE_FORMAT = "Params", "Non-zero params", "Size (MB)", "Size (KB)", "Size format"
@@ -180,8 +180,10 @@ class Relative:
     template: str = "{:.2f}"
     missing: str = "—"
     on_reference: bool = True  # False: the reference row itself shows `missing`
+    numbers: str = ""  # "welch": the prefix of its figures as numbers in the Python API's frame (suite.api)
 
-    def apply(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def references(self, frame: pd.DataFrame) -> list[Any]:
+        """Per row, the raw figure of its group's reference row, or None where the row has no usable pair."""
         def group(r) -> tuple:
             return tuple(r[c] for c in self.group_by)
 
@@ -193,19 +195,23 @@ class Relative:
             return not ((r["_role"] in roles and not self.on_reference) or not _present(ref)
                         or not _present(own) or (self.kind == "ratio" and own == 0))
 
-        def value(r) -> str:
-            ref, own = refs.get(group(r)), r[self.raw]
-            if not usable(r):
-                return self.missing
-            if self.kind == "welch":
-                return compare(own, ref).describe()
-            return self.template.format(ref / own if self.kind == "ratio" else own - ref)
+        return [refs[group(r)] if usable(r) else None for _, r in frame.iterrows()]
 
-        if self.kind == "verdict":  # the table's verdicts are one family: the false discovery rate is held across it
-            comparisons = [compare(r[self.raw], refs[group(r)]) if usable(r) else None for _, r in frame.iterrows()]
-            frame[self.name] = [v or self.missing for v in adjusted_verdicts(comparisons)]
-            return frame
-        frame[self.name] = [value(r) for _, r in frame.iterrows()] if len(frame) else []
+    def comparisons(self, frame: pd.DataFrame) -> list[Comparison | None]:
+        """Welch's comparison of each row's per-seed figures with its reference's (None: no pair)."""
+        return [None if ref is None else compare(own, ref) for own, ref in zip(frame[self.raw], self.references(frame))]
+
+    def apply(self, frame: pd.DataFrame) -> pd.DataFrame:
+        if not len(frame):
+            frame[self.name] = []
+        elif self.kind == "verdict":  # the table's verdicts are one family: the false discovery rate is held across it
+            frame[self.name] = [v or self.missing for v in adjusted_verdicts(self.comparisons(frame))]
+        elif self.kind == "welch":
+            frame[self.name] = [self.missing if c is None else c.describe() for c in self.comparisons(frame)]
+        else:
+            frame[self.name] = [self.missing if ref is None else
+                                self.template.format(ref / own if self.kind == "ratio" else own - ref)
+                                for own, ref in zip(frame[self.raw], self.references(frame))]
         return frame
 
 
@@ -220,12 +226,14 @@ DELTA_UNTOUCHED = "Δ top-1 vs untouched baseline [95 % CI]"
 
 def delta_to_untouched(group_by: tuple[str, ...] = ()) -> Relative:
     """The difference to the untouched (not fine-tuned) baseline, beside verdicts taken against a control."""
-    return Relative(DELTA_UNTOUCHED, "_top1_values", "welch", group_by, "reference", on_reference=False)
+    return Relative(DELTA_UNTOUCHED, "_top1_values", "welch", group_by, "reference", on_reference=False,
+                    numbers="delta_untouched")
 
 
 def verdict_columns(group_by: tuple[str, ...] = (), reference_role: str | tuple[str, ...] = "reference") -> list[Relative]:
     """Difference of mean top-1 against the group's reference row with its Welch 95 % interval, and the verdict."""
-    return [Relative(VERDICT_DELTA, "_top1_values", "welch", group_by, reference_role, on_reference=False),
+    return [Relative(VERDICT_DELTA, "_top1_values", "welch", group_by, reference_role, on_reference=False,
+                     numbers="delta"),
             Relative(VERDICT, "_top1_values", "verdict", group_by, reference_role, on_reference=False)]
 
 

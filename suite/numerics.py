@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 PRECISIONS = ("auto", "fp32", "bf16")
+DEFAULT_PRECISION = "auto"  # the one default of the CLI, the Python API and Runner: same cells, one cache
 DESCRIPTIONS = {"fp32": "fp32", "bf16": "bf16 autocast + channels_last"}
 
 

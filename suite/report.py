@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -211,12 +212,21 @@ def check_no_loss(out_dir: Path, table: str, profile: str, frame: pd.DataFrame, 
                                 "or --render-only --force to replace it)")
 
 
-def render(table: Table, opts: TableOptions, rows: list[TableRow], row_cells: list[list[ResolvedCell]], store: Store,
-           out_dir: Path, artifacts: Path | None = None, force: bool = False) -> tuple[Path, Path]:
-    """Write `<out>/<table>.md` and `<out>/<table>.csv` for the rows' resolved cells (one per seed) as the
-    store holds them now (and copy the cells' figures from `artifacts`), and merge their records into
-    `<table>.cells.jsonl`. Nothing is written when that would lose published results (`check_no_loss`)
-    unless `force`, which also replaces the records instead of merging them."""
+@dataclass
+class Rendering:
+    """A table computed from the store, before anything is written: the full frame (display strings and the raw
+    numbers behind them, underscored), the Markdown lines, the cells' store rows and their records."""
+    frame: pd.DataFrame
+    label_columns: list[str]
+    visible: pd.DataFrame  # the rows as the Markdown shows them
+    markdown: list[str]
+    results: list[list[dict | None]]  # per row, its cells' store rows (one per seed)
+    records: list[dict]  # the rows' finished cells and everything they depended on
+
+
+def compute_table(table: Table, opts: TableOptions, rows: list[TableRow], row_cells: list[list[ResolvedCell]],
+                  store: Store) -> Rendering:
+    """The table for the rows' resolved cells (one per seed) as the store holds them now; writes nothing."""
     results = [[store.get(c.key) for c in cells] for cells in row_cells]
     lines = [summarize(RowCells(row, rs, lambda key: training_cost(store, key))) for row, rs in zip(rows, results)]
     for row, rs, line in zip(rows, results, lines):
@@ -238,24 +248,41 @@ def render(table: Table, opts: TableOptions, rows: list[TableRow], row_cells: li
     notes = table.notes(opts)
     if notes:
         md += ["", "Notes:"] + [f"- {n}" for n in notes]
-    records = store.records(upstream_keys(results, store))
+    return Rendering(frame, label_columns, visible, md, results, store.records(upstream_keys(results, store)))
+
+
+def render(table: Table, opts: TableOptions, rows: list[TableRow], row_cells: list[list[ResolvedCell]], store: Store,
+           out_dir: Path, artifacts: Path | None = None, force: bool = False) -> tuple[Path, Path]:
+    """Write `<out>/<table>.md` and `<out>/<table>.csv` for the rows' resolved cells (one per seed) as the
+    store holds them now (and copy the cells' figures from `artifacts`), and merge their records into
+    `<table>.cells.jsonl`. Nothing is written when that would lose published results (`check_no_loss`)
+    unless `force`, which also replaces the records instead of merging them."""
+    return write_rendering(table, opts, compute_table(table, opts, rows, row_cells, store), store, out_dir,
+                           artifacts, force)
+
+
+def write_rendering(table: Table, opts: TableOptions, rendering: Rendering, store: Store, out_dir: Path,
+                    artifacts: Path | None = None, force: bool = False) -> tuple[Path, Path]:
+    """Write a computed table (Markdown, CSV, records, plots) under `out_dir`; see `render`."""
+    frame, md, records = rendering.frame, list(rendering.markdown), rendering.records
     published = records_path(out_dir, table.name)
     old_records = published_records(published)
     if not force:
         check_no_loss(out_dir, table.name, opts.profile, frame, records, old_records)
         records = merge_records(old_records, records)
     out_dir.mkdir(parents=True, exist_ok=True)
-    figures = copy_figures(table, results, store, artifacts, out_dir) if artifacts is not None else []
+    figures = copy_figures(table, rendering.results, store, artifacts, out_dir) if artifacts is not None else []
     if figures:
         md += ["", "Figures (drawn by the cells above or their upstream stages):"]
         md += [f"- [{f.name}]({f.name})" for f in sorted(figures)]
     md_path, csv_path = out_dir / f"{table.name}.md", out_dir / f"{table.name}.csv"
     md_path.write_text("\n".join(md) + "\n")
     frame.drop(columns=["_top1_values"]).rename(columns=lambda c: c.lstrip("_")).to_csv(csv_path, index=False)
-    write_records(records_path(out_dir, table.name), records)
+    write_records(published, records)
     from suite.plots import plot_table
 
     title = f"{table.title}, profile {opts.profile}"
+    label_columns = rendering.label_columns
     plot_table(frame, label_columns, title, out_dir / table.name, params_plot=not table.one_architecture)
     if table.one_architecture:
         from suite.plots import plot_intervals

@@ -11,7 +11,7 @@ from typing import Callable
 from torch import nn
 
 from suite.execute import ExecConfig, dependency, remeasure_cell, resolve_device
-from suite.numerics import resolve_precision
+from suite.numerics import DEFAULT_PRECISION, resolve_precision
 from suite.plan import Planner, PlanOptions, ResolvedCell
 from suite.scheduler import Executor, RunSummary, Scheduler
 from suite.spec import CellSpec
@@ -23,7 +23,7 @@ __all__ = ["Runner", "RunSummary", "ResolvedCell"]
 class Runner:
     def __init__(self, store: Store, artifacts: Path, data_dir: Path | None = None, device: str = "auto",
                  progress: bool = True, force: bool = False, log: Callable[[str], None] = print,
-                 precision: str = "fp32", epochs: int | None = None, only: str | None = None,
+                 precision: str = DEFAULT_PRECISION, epochs: int | None = None, only: str | None = None,
                  threads: int | None = None, retries: int = 1) -> None:
         self.store, self.artifacts, self.data_dir, self.log = store, Path(artifacts), data_dir, log
         self.device = resolve_device(device)

@@ -52,19 +52,25 @@ def compare(values: list[float], reference: list[float], confidence: float = CON
     return Comparison(difference, low, high, verdict, p_value)
 
 
+def fdr_q(comparisons: list[Comparison | None]) -> list[float | None]:
+    """Benjamini-Hochberg-adjusted p-values (q) over the comparisons that have a p-value; None for the others."""
+    tested = [i for i, c in enumerate(comparisons) if c is not None and c.p_value is not None]
+    q: dict[int, float] = {}
+    if tested:
+        from scipy.stats import false_discovery_control
+
+        q = dict(zip(tested, map(float, false_discovery_control([comparisons[i].p_value for i in tested], method="bh"))))
+    return [q.get(i) for i in range(len(comparisons))]
+
+
 def adjusted_verdicts(comparisons: list[Comparison | None], confidence: float = CONFIDENCE) -> list[str | None]:
     """Each comparison's verdict with the false discovery rate controlled across all of them (Benjamini-Hochberg
     over the p-values of those that have one): "better (q = 0.004)", "within noise (q = 0.310)", "worse (q < 0.001)",
     or the unadjusted "n = 1: no verdict"; None stays None."""
-    tested = [i for i, c in enumerate(comparisons) if c is not None and c.p_value is not None]
-    q = {}
-    if tested:
-        from scipy.stats import false_discovery_control
-
-        q = dict(zip(tested, false_discovery_control([comparisons[i].p_value for i in tested], method="bh")))
+    q = fdr_q(comparisons)
     out: list[str | None] = []
     for i, c in enumerate(comparisons):
-        if c is None or i not in q:
+        if c is None or q[i] is None:
             out.append(None if c is None else c.verdict)
             continue
         significant = q[i] < 1 - confidence and not math.isclose(c.difference, 0.0, abs_tol=1e-12)

@@ -1,0 +1,233 @@
+"""The suite from Python (a notebook, a script): run a table or a comparison, or read a published table, and get
+its rows as a pandas DataFrame with numbers as numbers, its Markdown, its cells and their records.
+
+    import suite
+    result = suite.run_table("kd", profile="smoke", seeds=3, dataset="synthetic_cifar10")
+    result.frame[["Method", "top1_mean", "top1_std", "n", "delta", "delta_low", "delta_high", "q_value", "verdict"]]
+    suite.compare(methods=["baseline", "kd"], model="resnet20", teacher="resnet56", profile="smoke")
+    suite.read_table("baselines")            # the published results/cpu/baselines, from its records: trains nothing
+
+The command line (`run_all.py`) goes through the same functions: the same store, cache, keys (one default precision,
+`suite.numerics.DEFAULT_PRECISION`) and errors. Every bad input raises `SuiteError`, whose message is the CLI's one line.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+
+from suite.numerics import DEFAULT_PRECISION
+from suite.plan import ResolvedCell
+from suite.tables import Table, TableOptions, TableRow, get_table, seed_specs, select_methods
+
+
+class SuiteError(ValueError):
+    """Bad input or a refused action, with the one-line message the command line prints."""
+
+
+@dataclass
+class TablePlan:
+    table: Table
+    rows: list[TableRow]
+    row_cells: list[list[ResolvedCell]]  # per row, its resolved cell per seed (what the report reads)
+    cells: list[ResolvedCell]  # what this run trains or re-measures (dependency-ordered, --only applied)
+
+
+@dataclass
+class TableResult:
+    """A table as numbers and as Markdown. `frame`: one row per table row, its labels, `n`, the raw figures
+    (`top1_mean`, `top1_std`, `top1_values`, `latency_ms`, `params`, ...: numbers, NaN where missing), and for a
+    table with verdicts `delta`, `delta_low`, `delta_high` (the Welch 95 % interval), `p_value`, `q_value` (after
+    Benjamini-Hochberg) and `verdict`; `display`: the same rows as the Markdown shows them (strings)."""
+    name: str
+    profile: str
+    frame: pd.DataFrame
+    display: pd.DataFrame
+    markdown: str
+    cells: list[ResolvedCell] = field(repr=False)
+    records: list[dict] = field(repr=False)
+    failed: dict[str, str] = field(default_factory=dict)  # key -> one-line reason, for cells that failed in this run
+
+    def _repr_markdown_(self) -> str:  # Jupyter shows the table as the Markdown file reads
+        return self.markdown
+
+
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Every error a user can cause, as `SuiteError` with its one-line message."""
+    from suite.data import DataError
+    from suite.plugins import PluginError
+    from suite.registry import UnknownNameError
+
+    try:
+        yield
+    except SuiteError:
+        raise
+    except (UnknownNameError, ValueError, DataError, PluginError) as exc:
+        raise SuiteError(str(exc)) from None
+
+
+def table_options(profile: str = "cpu", seeds: int = 1, dataset: str | None = None, methods: str | list[str] | None = None,
+                  model: str | None = None, teacher: str | None = None, options: dict[str, Any] | None = None) -> TableOptions:
+    """A table's options, each checked (unknown profile or dataset, a malformed option)."""
+    from suite.data import DATASETS
+    from suite.profiles import PROFILES
+
+    PROFILES.get(profile)
+    if dataset:
+        DATASETS.get(dataset)
+    if isinstance(methods, (list, tuple)):
+        methods = ",".join(methods)
+    return TableOptions(profile=profile, seeds=seeds, dataset=dataset, methods=methods, model=model, teacher=teacher,
+                        extra={str(k): str(v) for k, v in (options or {}).items()})
+
+
+def make_runner(store: str | Path = "runs/store.sqlite", artifacts: str | Path | None = None,
+                data_dir: str | Path | None = None, device: str = "auto", precision: str = DEFAULT_PRECISION,
+                jobs: int = 1, threads: int | None = None, progress: bool = True, force: bool = False,
+                epochs: int | None = None, only: str | None = None, retries: int = 1):
+    """The Runner of a run: its store, artifacts, device, precision and torch threads (cores / jobs by default)."""
+    from suite.data import default_data_dir
+    from suite.runner import Runner
+    from suite.store import Store
+
+    if jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {jobs}")
+    resolved_threads = threads or max(1, (os.cpu_count() or 1) // jobs)
+    if threads or jobs > 1:
+        import torch
+
+        torch.set_num_threads(resolved_threads)
+    store = Path(store)
+    return Runner(Store(store), Path(artifacts) if artifacts else store.parent / "artifacts",
+                  Path(data_dir) if data_dir else default_data_dir(), device, progress=progress, force=force,
+                  precision=precision, epochs=epochs, only=only,
+                  threads=resolved_threads if (threads or jobs > 1) else None, retries=retries)
+
+
+def plan_table(runner, table: Table, opts: TableOptions) -> TablePlan:
+    table.check_options(opts)
+    rows = select_methods(table, opts, table.rows(opts))
+    specs_by_row = [seed_specs([row], opts.seeds) for row in rows]
+    return TablePlan(table, rows, runner.planner.rows(specs_by_row), runner.plan([s for ss in specs_by_row for s in ss]))
+
+
+def numeric_frame(table: Table, frame: pd.DataFrame, label_columns: list[str]) -> pd.DataFrame:
+    """The rendered frame's rows as numbers: labels, n, every raw figure (underscored there), Welch's figures."""
+    from suite.stats import fdr_q
+
+    raw = [c for c in frame.columns if c.startswith("_") and c != "_role"]
+    out = frame[label_columns].copy()
+    out["role"] = frame["_role"] if "_role" in frame.columns else ""
+    out["n"] = pd.to_numeric(frame["n"], errors="coerce").fillna(0).astype(int) if "n" in frame.columns else 0
+    for c in raw:
+        values = frame[c]
+        out[c.lstrip("_")] = values if c == "_top1_values" else pd.to_numeric(values, errors="coerce")
+    for relative in table.relative:
+        if relative.kind != "welch" or not relative.numbers:
+            continue
+        comparisons = relative.comparisons(frame) if len(frame) else []
+        prefix = relative.numbers
+        out[prefix] = [c.difference if c else float("nan") for c in comparisons]
+        out[f"{prefix}_low"] = [c.low if c and c.low is not None else float("nan") for c in comparisons]
+        out[f"{prefix}_high"] = [c.high if c and c.high is not None else float("nan") for c in comparisons]
+        if prefix == "delta":
+            out["p_value"] = [c.p_value if c and c.p_value is not None else float("nan") for c in comparisons]
+            out["q_value"] = [q if q is not None else float("nan") for q in fdr_q(comparisons)]
+    from suite.columns import VERDICT
+
+    if VERDICT in frame.columns:
+        out["verdict"] = frame[VERDICT]
+    return out
+
+
+def result_of(plan: TablePlan, opts: TableOptions, store, out: Path | None, artifacts: Path | None, force: bool,
+              failed: dict[str, str] | None = None) -> tuple[TableResult, Path | None]:
+    """Compute the table from the store; write it under `out` when given (refusing to lose published results)."""
+    from suite.report import compute_table, write_rendering
+
+    rendering = compute_table(plan.table, opts, plan.rows, plan.row_cells, store)
+    md_path = None
+    if out is not None:
+        md_path, _ = write_rendering(plan.table, opts, rendering, store, out, artifacts, force)
+    result = TableResult(plan.table.name, opts.profile, numeric_frame(plan.table, rendering.frame, rendering.label_columns),
+                         rendering.visible, "\n".join(rendering.markdown) + "\n", plan.cells, rendering.records,
+                         dict(failed or {}))
+    return result, md_path
+
+
+def train_and_render(runner, plan: TablePlan, opts: TableOptions, out: Path | None, executor=None,
+                     force: bool = False) -> tuple[TableResult, Path | None, Any]:
+    """Train what the plan still needs (through `executor`, or in this process), then compute and write the table."""
+    summary = runner.run(plan.cells, executor)
+    result, md = result_of(plan, opts, runner.store, out, runner.artifacts, force, summary.failed)
+    return result, md, summary
+
+
+def run_table(name: str, *, profile: str = "cpu", seeds: int = 1, dataset: str | None = None,
+              methods: str | list[str] | None = None, model: str | None = None, teacher: str | None = None,
+              options: dict[str, Any] | None = None, precision: str = DEFAULT_PRECISION, device: str = "auto",
+              store: str | Path = "runs/store.sqlite", artifacts: str | Path | None = None,
+              data_dir: str | Path | None = None, out: str | Path | None = None, epochs: int | None = None,
+              jobs: int = 1, executor: str = "local", retries: int = 1, progress: bool = True,
+              force: bool = False) -> TableResult:
+    """Train what the table still needs (cached cells are reused, as on the command line) and return it.
+    The files (.md, .csv, records, plots) are written only under `out` (e.g. "results/cpu"), refused in one line
+    (SuiteError) where they would replace a published table by one with fewer rows or seeds."""
+    from suite.executors import make_executor
+
+    with one_line_errors():
+        table = get_table(name)
+        opts = table_options(profile, seeds, dataset, methods, model, teacher, options)
+        runner = make_runner(store, artifacts, data_dir, device, precision, jobs, progress=progress, force=force,
+                             epochs=epochs, retries=retries)
+        plan = plan_table(runner, table, opts)
+        pool = make_executor(executor, jobs, None, max(1, (os.cpu_count() or 1) // jobs))
+        try:
+            result, _, _ = train_and_render(runner, plan, opts, Path(out) if out else None, pool, force)
+        finally:
+            if pool is not None:
+                pool.shutdown()
+        return result
+
+
+def compare(methods: str | list[str], model: str, *, teacher: str | None = None, dataset: str | None = None,
+            **kwargs: Any) -> TableResult:
+    """Methods side by side on one model (the `compare` table): the first method is the reference row."""
+    return run_table("compare", methods=methods, model=model, teacher=teacher, dataset=dataset, **kwargs)
+
+
+def read_table(name: str, *, profile: str = "cpu", results: str | Path = "results", seeds: int | None = None,
+               dataset: str | None = None, data_dir: str | Path | None = None, **options: Any) -> TableResult:
+    """A published table (`results/<profile>/<name>.cells.jsonl`) read back into a TableResult without training:
+    planned with the precision, seeds and dataset its records were made with, as `--render-only --from-records`
+    does; nothing is written anywhere."""
+    from suite.records import published_records, records_precision, records_seeds
+    from suite.report import records_path
+    from suite.store import Store
+
+    with one_line_errors():
+        table = get_table(name)
+        path = records_path(Path(results) / profile, name)
+        records = published_records(path)
+        if not records:
+            raise SuiteError(f"no published records at {path}")
+        opts = table_options(profile, seeds or records_seeds(records), dataset, options=options or None)
+        precision = records_precision(records, DEFAULT_PRECISION, name) or DEFAULT_PRECISION
+        with tempfile.TemporaryDirectory() as tmp:
+            store = Store(Path(tmp) / "store.sqlite")
+            store.add_records(records)
+            runner = make_runner(Path(tmp) / "store.sqlite", data_dir=data_dir, precision=precision, progress=False)
+            plan = plan_table(runner, table, opts)
+            keys = {r["key"] for r in records}
+            datasets = {(r.get("spec") or {}).get("dataset") for r in records if r.get("status") == "done"} - {None}
+            if not dataset and len(datasets) == 1 and not any(c.key in keys for cs in plan.row_cells for c in cs):
+                opts = replace(opts, dataset=datasets.pop())  # e.g. the CIFAR-100 kd table published on CIFAR-10
+                plan = plan_table(runner, table, opts)
+            result, _ = result_of(plan, opts, store, None, None, False)
+        return result
