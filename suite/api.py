@@ -162,9 +162,18 @@ def result_of(plan: TablePlan, opts: TableOptions, store, out: Path | None, arti
 
 
 def train_and_render(runner, plan: TablePlan, opts: TableOptions, out: Path | None, executor=None,
-                     force: bool = False) -> tuple[TableResult, Path | None, Any]:
-    """Train what the plan still needs (through `executor`, or in this process), then compute and write the table."""
+                     force: bool = False, tensorboard: Path | None = None) -> tuple[TableResult, Path | None, Any]:
+    """Train what the plan still needs (through `executor`, or in this process), then compute and write the table
+    (and, with `tensorboard`, one TensorBoard run per finished cell: suite/tracking.py)."""
+    if tensorboard is not None:
+        from suite.tracking import summary_writer
+
+        summary_writer()  # its one line before anything trains
     summary = runner.run(plan.cells, executor)
+    if tensorboard is not None:
+        from suite.tracking import write_tensorboard
+
+        write_tensorboard(Path(tensorboard), plan.cells, runner.store)
     result, md = result_of(plan, opts, runner.store, out, runner.artifacts, force, summary.failed)
     return result, md, summary
 
@@ -175,10 +184,11 @@ def run_table(name: str, *, profile: str = "cpu", seeds: int = 1, dataset: str |
               store: str | Path = "runs/store.sqlite", artifacts: str | Path | None = None,
               data_dir: str | Path | None = None, out: str | Path | None = None, epochs: int | None = None,
               jobs: int = 1, executor: str = "local", retries: int = 1, progress: bool = True,
-              force: bool = False) -> TableResult:
+              force: bool = False, tensorboard: str | Path | None = None) -> TableResult:
     """Train what the table still needs (cached cells are reused, as on the command line) and return it.
     The files (.md, .csv, records, plots) are written only under `out` (e.g. "results/cpu"), refused in one line
-    (SuiteError) where they would replace a published table by one with fewer rows or seeds."""
+    (SuiteError) where they would replace a published table by one with fewer rows or seeds. `tensorboard`: a folder
+    for one TensorBoard run per cell (per-epoch train loss, accuracy, lr, seconds, images/s)."""
     from suite.executors import make_executor
 
     with one_line_errors():
@@ -189,7 +199,8 @@ def run_table(name: str, *, profile: str = "cpu", seeds: int = 1, dataset: str |
         plan = plan_table(runner, table, opts)
         pool = make_executor(executor, jobs, None, max(1, (os.cpu_count() or 1) // jobs))
         try:
-            result, _, _ = train_and_render(runner, plan, opts, Path(out) if out else None, pool, force)
+            result, _, _ = train_and_render(runner, plan, opts, Path(out) if out else None, pool, force,
+                                            Path(tensorboard) if tensorboard else None)
         finally:
             if pool is not None:
                 pool.shutdown()

@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train nothing: evaluate and measure the finished cells again (e.g. latency on a quiet machine)")
     p.add_argument("--only", default=None, metavar="SUBSTR",
                    help="run only cells whose label contains SUBSTR (and what they need); with --force, retrain just those")
+    p.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",
+                   help="write one TensorBoard run per finished cell under DIR (per epoch: train loss and accuracy, lr, "
+                        "seconds, images/s; needs the tensorboard extra)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -215,7 +218,8 @@ def render_from_records(args, table: Table, opts: TableOptions) -> int:
 
 
 def train(runner: Runner, plan: TablePlan, args, opts: TableOptions, executor) -> int:
-    _, md, summary = train_and_render(runner, plan, opts, args.out, executor, force=args.force)
+    _, md, summary = train_and_render(runner, plan, opts, args.out, executor, force=args.force,
+                                      tensorboard=args.tensorboard)
     print(f"{plan.table.name}: trained {len(summary.done)}, cached {len(summary.skipped)}, "
           f"failed {len(summary.failed)} -> {md} (+ {md.with_suffix('.csv').name})")
     return len(summary.failed)

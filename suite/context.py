@@ -80,7 +80,7 @@ class CellContext:
         self.stages.append({"stage": stage, "epochs": result.epochs_total, "epochs_run": result.epochs_run,
                             "seconds": result.total_seconds, "images_per_second": result.images_per_second,
                             "final_loss": result.history[-1]["loss"] if result.history else None,
-                            "loss_by_epoch": [h["loss"] for h in result.history]})
+                            "history": result.history})  # per epoch: loss, train_acc, lr (first step), seconds, img/s
         return result
 
     def record(self, **metrics: Any) -> None:

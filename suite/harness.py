@@ -182,14 +182,17 @@ def fit(model: nn.Module, train: Split, info: DatasetInfo, recipe: Recipe, *, de
             frozen.eval()
         batches = iterate_batches(data, info, recipe.batch_size, shuffle=True, augment=augment, generator=generator,
                                   with_index=True)
+        lr, epoch_start = opt.param_groups[0]["lr"], time.perf_counter()
         mean_loss, correct, n_epoch, terms = train_epoch(model, losses, batches, opt, sched, device, precision,
                                                          epoch + 1, recipe.epochs)
+        epoch_seconds = time.perf_counter() - epoch_start
         if not math.isfinite(mean_loss):
             raise TrainingDiverged(f"loss became {mean_loss} in epoch {epoch + 1} ({', '.join(terms)})")
         seen += n_epoch
         elapsed = time.perf_counter() - t0
-        history.append({"epoch": epoch + 1, "loss": mean_loss, "train_acc": correct / max(n_epoch, 1),
-                        "seconds": prior_seconds + elapsed})
+        history.append({"epoch": epoch + 1, "loss": mean_loss, "train_acc": correct / max(n_epoch, 1), "lr": lr,
+                        "epoch_seconds": epoch_seconds, "images_per_second": n_epoch / max(epoch_seconds, 1e-9),
+                        "seconds": prior_seconds + elapsed})  # per epoch: train figures only, never the test set
         bar.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{history[-1]['train_acc']:.3f}", img_s=f"{seen / elapsed:.0f}")
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, model)

@@ -148,3 +148,41 @@ def image_grid(rows: list[tuple[str, "torch.Tensor"]], title: str, path: Path) -
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_training_curves(curves: dict[str, list[list[dict]]], title: str, path: Path) -> Path | None:
+    """Train loss and accuracy per epoch, one line per row: the mean over its seeds with a band of ± one sample
+    std (`curves`: row label -> per seed, the main stage's history). None when no row has a history."""
+    import numpy as np
+
+    curves = {label: [h for h in seeds if h] for label, seeds in curves.items()}
+    curves = {label: seeds for label, seeds in curves.items() if seeds}
+    if not curves:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for i, (label, seeds) in enumerate(curves.items()):
+        color = plt.cm.tab20.colors[i % 20]
+        epochs = min(len(h) for h in seeds)
+        x = [seeds[0][e]["epoch"] for e in range(epochs)]
+        for ax, field in zip(axes, ("loss", "train_acc")):
+            values = np.array([[h[e][field] * (100 if field == "train_acc" else 1) for e in range(epochs)] for h in seeds])
+            mean = values.mean(0)
+            ax.plot(x, mean, color=color, label=f"{label} (n = {len(seeds)})")
+            if len(seeds) > 1:
+                std = values.std(0, ddof=1)
+                ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.15)
+    axes[0].set_ylabel("train loss (all terms), mean ± std over seeds")
+    axes[1].set_ylabel("train top-1 (%), augmented batches")
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, alpha=0.3)
+    axes[1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -220,6 +220,7 @@ class Rendering:
     label_columns: list[str]
     visible: pd.DataFrame  # the rows as the Markdown shows them
     markdown: list[str]
+    rows: list[TableRow]
     results: list[list[dict | None]]  # per row, its cells' store rows (one per seed)
     records: list[dict]  # the rows' finished cells and everything they depended on
 
@@ -248,7 +249,7 @@ def compute_table(table: Table, opts: TableOptions, rows: list[TableRow], row_ce
     notes = table.notes(opts)
     if notes:
         md += ["", "Notes:"] + [f"- {n}" for n in notes]
-    return Rendering(frame, label_columns, visible, md, results, store.records(upstream_keys(results, store)))
+    return Rendering(frame, label_columns, visible, md, rows, results, store.records(upstream_keys(results, store)))
 
 
 def render(table: Table, opts: TableOptions, rows: list[TableRow], row_cells: list[list[ResolvedCell]], store: Store,
@@ -288,6 +289,14 @@ def write_rendering(table: Table, opts: TableOptions, rendering: Rendering, stor
         from suite.plots import plot_intervals
 
         plot_intervals(frame, label_columns, title, out_dir / table.name)
+    if table.training_curves:
+        from suite.plots import plot_training_curves
+        from suite.tracking import main_history
+
+        curves = {" / ".join(str(v) for v in row.labels.values()):
+                  [main_history(r["metrics"]) for r in rs if r and r["status"] == "done"]
+                  for row, rs in zip(rendering.rows, rendering.results)}
+        plot_training_curves(curves, title, out_dir / f"{table.name}_training_curves.png")
     table.plot(frame, opts, out_dir)
     write_index(out_dir.parent)
     return md_path, csv_path

@@ -60,6 +60,7 @@ class Table:
     relative: ClassVar[list["Relative"]] = []  # columns computed against each group's reference row
     # rows share one architecture (a parameter axis says nothing): a dot-and-interval chart of top-1 instead
     one_architecture: ClassVar[bool] = False
+    training_curves: ClassVar[bool] = False  # draw <table>_training_curves.png: train loss / accuracy per epoch, mean ± std over seeds
 
     def finalize(self, frame: "pd.DataFrame") -> "pd.DataFrame":
         """Add derived columns beyond the declared `relative` ones (e.g. whether a latency target is met)."""

@@ -26,6 +26,7 @@ from suite.tables.baselines import MODEL_LABELS, label
 class CompareTable(Table):
     name = "compare"
     one_architecture = True  # one --model: parameters say nothing, intervals do
+    training_curves = True  # were the rows still climbing at the budget, and do the seeds agree?
     title = "Methods side by side"
     description = ("The methods named by --methods, each trained on the same model, data, recipe and seeds; every row is "
                    "compared with the first (difference of mean top-1, Welch 95 % interval, verdict).")

@@ -121,6 +121,7 @@ SETUPS = [  # (label, method, params, Table 3 reported row, Table 1 reported col
 class AblationTable(Table):
     name = "ablation"
     one_architecture = True  # every row is ResNet20 (or the paper's ResNet18): intervals, not a parameter axis
+    training_curves = True
     title = "EncodeNet ablation: autoencoder targets and clustering (EncodeNet Tables 3 and 1)"
     description = ("What the converting autoencoder is trained to output, and whether intraclass clustering lowers "
                    "its reconstruction loss; every EncodeNet row shares the same baseline.")

@@ -47,6 +47,7 @@ class KDTable(Table):
     pivot = ("Method", "Pair")
     family = "distiller"
     one_architecture = True
+    training_curves = True  # were the rows still climbing at the budget, and do the seeds agree?
     columns = C.DEFAULT + [C.VERDICT_DELTA, C.VERDICT]
     relative = C.verdict_columns(group_by=("Pair",))  # every row against the student trained alone
     options = frozenset({"pairs"})
