@@ -8,7 +8,6 @@ the training call.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -45,17 +44,21 @@ class Distiller(Method):
             teacher = teacher.with_(protocol=protocol, seed=0)
         return {"teacher": teacher}
 
+    def key_inputs(self, params: Any) -> dict[str, str]:
+        if not params.teacher_checkpoint:
+            return {}
+        from suite.checkpoints import file_sha256
+
+        return {"teacher_checkpoint_sha256": file_sha256(params.teacher_checkpoint)}
+
     def load_teacher(self, ctx: CellContext) -> nn.Module:
         if ctx.params.teacher_checkpoint:
             from baselines import create_model
 
+            from suite.checkpoints import load_checkpoint
+
             teacher = create_model(ctx.params.teacher, num_classes=ctx.info.num_classes, in_chans=ctx.info.in_chans)
-            path = Path(ctx.params.teacher_checkpoint).expanduser()
-            try:
-                teacher.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-            except Exception as exc:
-                raise ValueError(f"teacher checkpoint {path} is not a {ctx.params.teacher} state dict "
-                                 f"({type(exc).__name__})") from None
+            load_checkpoint(teacher, ctx.params.teacher_checkpoint)  # the suite's, mdistiller's or RepDistiller's layout
         else:
             teacher = ctx.deps["teacher"].load_model()
         teacher = teacher.to(ctx.device).eval()

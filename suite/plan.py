@@ -114,6 +114,9 @@ class Planner:
                    "deps": {role: d.key for role, d in deps.items()}}
         if self.options.precision != "fp32":
             payload["precision"] = self.options.precision
+        inputs = method.key_inputs(params)
+        if inputs:  # files the cell reads (a teacher checkpoint), by content; other keys stay as they were
+            payload["inputs"] = inputs
         if model_revision(spec.model) > 1:  # a changed layout retrains; other keys stay as they were
             payload["model_revision"] = model_revision(spec.model)
         cell = ResolvedCell(spec, stable_hash(payload), method, params, recipe, self.options.precision, deps,

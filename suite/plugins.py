@@ -96,6 +96,11 @@ class Method:
         """Full training epochs' worth of compute this cell costs (for `--dry-run` estimates only)."""
         return recipe.epochs * getattr(params, "finetune_fraction", 1.0)  # compression plugins only fine-tune
 
+    def key_inputs(self, params: Any) -> dict[str, str]:
+        """Content hashes of the files a cell reads besides its data and dependencies (a teacher checkpoint):
+        part of its key, so a changed file is a new cell. Raises ValueError (one line) for a missing file."""
+        return {}
+
     def make_params(self, overrides: dict[str, Any]) -> Any:
         """The plugin's Params with `overrides` applied; unknown names fail with the valid ones listed."""
         valid = {f.name for f in dataclasses.fields(self.Params)}

@@ -50,9 +50,29 @@ class KDTable(Table):
     training_curves = True  # were the rows still climbing at the budget, and do the seeds agree?
     columns = C.DEFAULT + [C.VERDICT_DELTA, C.VERDICT]
     relative = C.verdict_columns(group_by=("Pair",))  # every row against the student trained alone
-    options = frozenset({"pairs"})
+    options = frozenset({"pairs", "teacher_checkpoint"})
     options_help = ("pairs=TEACHER:STUDENT[,...] (default paper: resnet110:resnet32,vgg16:vgg8; cpu: resnet56:resnet20; "
-                    "mdistiller also publishes resnet32x4:resnet8x4, vgg13:vgg8)")
+                    "mdistiller also publishes resnet32x4:resnet8x4, vgg13:vgg8); teacher_checkpoint=PATH (one pair) or "
+                    "TEACHER:PATH[,...]: the teacher loaded from a file (the suite's, mdistiller's or RepDistiller's "
+                    "layout) instead of trained")
+
+    def teacher_checkpoints(self, opts: TableOptions) -> dict[str, str]:
+        """Teacher model -> checkpoint file, from `teacher_checkpoint=PATH` or `TEACHER:PATH,...`."""
+        text = opts.extra.get("teacher_checkpoint", "")
+        if not text:
+            return {}
+        teachers = [t for t, _ in self.pairs(opts)]
+        found = {}
+        for item in text.split(","):
+            model, sep, path = item.strip().partition(":")
+            if sep and model in teachers:
+                found[model] = path
+            elif len(set(teachers)) == 1:
+                found[teachers[0]] = item.strip()
+            else:
+                raise ValueError(f"teacher_checkpoint: with several pairs give TEACHER:PATH (teachers: "
+                                 f"{', '.join(dict.fromkeys(teachers))}), got {item!r}")
+        return found
 
     def pairs(self, opts: TableOptions) -> list[tuple[str, str]]:
         if "pairs" in opts.extra:
@@ -72,9 +92,14 @@ class KDTable(Table):
         """A distiller's row in every pair (its teacher is the pair's, unless `params` name another)."""
         dataset = opts.dataset or "cifar100"
         text = method_label(method, params)
+        files = self.teacher_checkpoints(opts)
+
+        def of(teacher: str) -> dict:
+            loaded = {"teacher_checkpoint": files[teacher]} if teacher in files else {}
+            return {"teacher": teacher, **loaded, **params}
+
         return [self.row(opts, teacher, student, method, text,
-                         CellSpec.make(method, student, dataset, opts.profile, params={"teacher": teacher, **params},
-                                       protocol="mdistiller"))
+                         CellSpec.make(method, student, dataset, opts.profile, params=of(teacher), protocol="mdistiller"))
                 for teacher, student in self.pairs(opts)]
 
     def rows(self, opts: TableOptions) -> list[TableRow]:
@@ -87,9 +112,18 @@ class KDTable(Table):
                                                                      opts.profile, protocol=protocol), **kw)
                     for t, s in self.pairs(opts)]
 
-        # the teacher row is what every distiller's teacher dependency is (suite/distill.py)
-        return (fixed("teacher", "Teacher (baseline)", ("baseline", lambda t, s: t), teacher_protocol("mdistiller"),
-                      role="teacher", single_seed=True)
+        files = self.teacher_checkpoints(opts)
+
+        def teacher_row(t: str, s: str) -> TableRow:  # what every distiller's teacher is (suite/distill.py)
+            if t in files:
+                spec = CellSpec.make("pretrained", t, dataset, opts.profile, params={"checkpoint": files[t]},
+                                     protocol=teacher_protocol("mdistiller"))
+                return self.row(opts, t, s, "teacher", "Teacher (from checkpoint)", spec, role="teacher",
+                                single_seed=True)
+            spec = CellSpec.make("baseline", t, dataset, opts.profile, protocol=teacher_protocol("mdistiller"))
+            return self.row(opts, t, s, "teacher", "Teacher (baseline)", spec, role="teacher", single_seed=True)
+
+        return ([teacher_row(t, s) for t, s in self.pairs(opts)]
                 + fixed("student", "Student baseline", ("baseline", lambda t, s: s), "mdistiller", role="reference")
                 + self.family_rows(opts, set(), first=PAPER_DISTILLERS)
                 + fixed("encodenet", "EncodeNet (no teacher)", ("encodenet", lambda t, s: s), "mdistiller"))
@@ -101,8 +135,14 @@ class KDTable(Table):
             if row.role in ("teacher", "reference") and row.spec is not None:
                 by_pair.setdefault(row.labels["Pair"], {})[row.role] = line["_top1_mean"]
                 name = "Teacher" if row.role == "teacher" else "Student"
+                source = ""
+                if row.spec.method == "pretrained":
+                    from suite.checkpoints import file_sha256
+
+                    path = row.spec.params_dict["checkpoint"]
+                    source = f", loaded from {path} (sha256 {file_sha256(path)[:12]}), not trained here"
                 out.append(f"{name} {label(row.spec.model, MODEL_LABELS)} ({row.labels['Pair']}): top-1 {line[C.TOP1]} %"
-                           f" (n = {line[C.N]})")
+                           f" (n = {line[C.N]}){source}")
         out += rank_agreement_lines(rows, lines)
         for pair, acc in by_pair.items():
             teacher, student = acc.get("teacher"), acc.get("reference")
