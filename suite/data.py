@@ -72,7 +72,33 @@ class DataBundle:
     source: str  # where it was read from, or "synthetic"
 
 
-DATASETS: Registry[DatasetInfo] = Registry("dataset")
+class DatasetRegistry(Registry[DatasetInfo]):
+    """Datasets by name; `folder:PATH` names an image folder (see `image_folder`), registered on first use."""
+
+    def get(self, name: str) -> DatasetInfo:
+        if name.startswith(FOLDER_PREFIX) and name not in self._items:
+            self.register(name, image_folder(name, name[len(FOLDER_PREFIX):]))
+        return super().get(name)
+
+
+def _discover_datasets() -> None:
+    """Datasets of installed packages: each `suite.datasets` entry point is a DatasetInfo, or a callable returning
+    one or a list of them (e.g. `image_folder(...)` over the package's data)."""
+    import importlib.metadata
+
+    for ep in importlib.metadata.entry_points(group="suite.datasets"):
+        obj = ep.load()
+        if callable(obj) and not isinstance(obj, DatasetInfo):
+            obj = obj()
+        for info in ([obj] if isinstance(obj, DatasetInfo) else list(obj)):
+            if not isinstance(info, DatasetInfo):
+                raise DataError(f"entry point {ep.name!r} ({ep.value}) gave {type(info).__name__}, not a DatasetInfo")
+            if info.name not in DATASETS._items:
+                DATASETS.register(info.name, info)
+
+
+FOLDER_PREFIX = "folder:"
+DATASETS: Registry[DatasetInfo] = DatasetRegistry("dataset", discover=_discover_datasets)
 
 
 # ----------------------------------------------------------------------------- file formats
@@ -244,6 +270,75 @@ for _info in [
     DatasetInfo("synthetic_cifar100", 100, 3, 32, (0.5,) * 3, (0.25,) * 3, "cifar", _synthetic_loader(100, 3, 32, 4000, 1000), True),
 ]:
     DATASETS.register(_info.name, _info)
+
+
+# ----------------------------------------------------------------------------- your own images
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+@lru_cache(maxsize=4)
+def _read_folder(root: str, image_size: int | None, test_fraction: float, seed: int) -> tuple[Split, Split, list[str]]:
+    """An image folder read once into uint8 tensors: `root/train/CLASS/*` and `root/test/CLASS/*` when both exist,
+    else `root/CLASS/*` with a seeded stratified `test_fraction` held out. Every image is resized to a square of
+    `image_size` (default: the first image's height); grey images stay one channel, others become RGB."""
+    from PIL import Image
+
+    base = Path(root).expanduser()
+    parts = {"train": base / "train", "test": base / "test"} if (base / "train").is_dir() and (base / "test").is_dir() \
+        else {"all": base}
+    if not base.is_dir():
+        raise DataError(f"image folder {base} not found")
+    classes = sorted(d.name for d in parts.get("train", base).iterdir() if d.is_dir())
+    if len(classes) < 2:
+        raise DataError(f"image folder {parts.get('train', base)} needs one sub-folder per class (found {len(classes)})")
+    files = {part: [(f, c) for c, name in enumerate(classes) for f in sorted((folder / name).glob("*"))
+                    if f.suffix.lower() in IMAGE_SUFFIXES] for part, folder in parts.items()}
+    first = next((f for fs in files.values() for f, _ in fs), None)
+    if first is None:
+        raise DataError(f"image folder {base} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    with Image.open(first) as im:
+        mode = "L" if im.mode in ("L", "1", "I;16", "I") else "RGB"
+        size = image_size or im.height
+
+    def read(pairs) -> Split:
+        arrays = []
+        for f, _ in pairs:
+            with Image.open(f) as im:
+                arrays.append(np.asarray(im.convert(mode).resize((size, size)), dtype=np.uint8))
+        x = torch.from_numpy(np.stack(arrays))
+        x = x[:, None] if mode == "L" else x.permute(0, 3, 1, 2)
+        return Split(x.contiguous(), torch.tensor([c for _, c in pairs], dtype=torch.long))
+
+    if "all" in files:
+        everything = read(files["all"])
+        from sklearn.model_selection import train_test_split
+
+        index = np.arange(len(everything))
+        train_i, test_i = train_test_split(index, test_size=test_fraction, stratify=everything.labels.numpy(),
+                                           random_state=seed)
+        return everything.subset(np.sort(train_i)), everything.subset(np.sort(test_i)), classes
+    return read(files["train"]), read(files["test"]), classes
+
+
+def image_folder(name: str, root: str | Path, image_size: int | None = None, test_fraction: float = 0.2,
+                 seed: int = 0, augment: str | None = None) -> DatasetInfo:
+    """A dataset of your own images, one sub-folder per class (torchvision's ImageFolder layout; see `_read_folder`),
+    read once into the uint8 layout every table uses; its channel statistics are taken from its training images.
+    `augment`: "cifar" (pad-4 crop + flip, the default for colour images) or "none" (the default for grey ones).
+    Register it (`DATASETS.register`), ship it as a `suite.datasets` entry point, or name it `folder:PATH`."""
+    root = str(Path(root).expanduser().resolve())
+    train, _, classes = _read_folder(root, image_size, test_fraction, seed)
+    x = train.images.double() / 255
+    mean = tuple(float(v) for v in x.mean(dim=(0, 2, 3)))
+    std = tuple(max(float(v), 1e-3) for v in x.std(dim=(0, 2, 3)))
+    in_chans = train.images.shape[1]
+
+    def load(_data_root: Path) -> tuple[Split, Split, bool | None, str]:
+        tr, te, _ = _read_folder(root, image_size, test_fraction, seed)
+        return tr, te, None, root  # no official checksums to compare with: the header names the folder
+
+    return DatasetInfo(name, len(classes), in_chans, train.images.shape[-1], mean, std,
+                       augment or ("cifar" if in_chans == 3 else "none"), load)
 
 
 def fingerprint(train: Split, test: Split) -> str:

@@ -14,10 +14,17 @@ class UnknownNameError(KeyError):
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str, validate: Callable[[str, T], None] | None = None) -> None:
+    def __init__(self, kind: str, validate: Callable[[str, T], None] | None = None,
+                 discover: Callable[[], None] | None = None) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
         self._validate = validate
+        self._discover = discover  # run once, before the first lookup (plugins from entry points)
+
+    def _discovered(self) -> None:
+        if self._discover is not None:
+            discover, self._discover = self._discover, None
+            discover()
 
     def register(self, name: str, obj: T | None = None):
         """Register `obj` under `name`; without `obj`, works as a decorator."""
@@ -33,15 +40,18 @@ class Registry(Generic[T]):
         return add(obj) if obj is not None else add
 
     def get(self, name: str) -> T:
+        self._discovered()
         try:
             return self._items[name]
         except KeyError:
             raise UnknownNameError(f"unknown {self.kind} {name!r}; valid: {', '.join(self.names())}") from None
 
     def names(self) -> list[str]:
+        self._discovered()
         return sorted(self._items)
 
     def __contains__(self, name: object) -> bool:
+        self._discovered()
         return name in self._items
 
     def __iter__(self) -> Iterator[str]:

@@ -86,6 +86,8 @@ def header_lines(table: Table, opts: TableOptions, rows: list[TableRow], results
             continue
         canon = {True: "canonical (official checksums match)", None: "synthetic",
                  False: "NOT canonical (files differ from the official ones, e.g. the JPEG re-encoded CIFAR-10)"}[m["data_canonical"]]
+        if m["data_canonical"] is None and m.get("data_source", "synthetic") != "synthetic":
+            canon = f"your own images from {m['data_source']} (no official copy to check against)"
         trains = " / ".join(str(n) for n in sorted({r["metrics"]["train_size"] for r in done
                                                      if r["spec"]["dataset"] == d}, reverse=True))
         data_lines.append(f"{d}: fingerprint {m['data_fingerprint']}, {canon}; train {trains}, test {m['test_size']} images"
