@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import platform
 import statistics
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -14,7 +15,8 @@ from torch import nn
 
 from suite.modes import eval_mode
 
-RAPL = Path("/sys/class/powercap/intel-rapl:0/energy_uj")
+RAPL_ROOT = Path("/sys/class/powercap")
+ENERGY_WINDOW_S = 2.0  # over 10x NVML's update period
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:
@@ -103,14 +105,41 @@ def latency_stats(times_ms: list[float]) -> dict[str, float]:
     return {"latency_ms": statistics.median(ordered), "latency_p90_ms": p90, "latency_runs": len(ordered)}
 
 
+class RaplCounter:
+    """CPU energy from RAPL over every package (`intel-rapl:N` under `root`; their sub-zones are parts of them),
+    in mJ since it was made. Each package's counter wraps at its `max_energy_range_uj`: a reading below the last one
+    adds that range, so a window may span a wrap (not two: keep windows under the range, minutes at most)."""
+
+    def __init__(self, root: Path = RAPL_ROOT) -> None:
+        self.zones = sorted(p for p in Path(root).glob("intel-rapl:*") if p.name.count(":") == 1
+                            and (p / "energy_uj").exists())
+        if not self.zones:
+            raise OSError(f"no RAPL package under {root}")
+        self.ranges = [int((z / "max_energy_range_uj").read_text()) if (z / "max_energy_range_uj").exists() else 2 ** 32
+                       for z in self.zones]
+        self.last = [self._raw(z) for z in self.zones]
+        self.total_uj = 0
+
+    @staticmethod
+    def _raw(zone: Path) -> int:
+        return int((zone / "energy_uj").read_text())
+
+    def read_mj(self) -> float:
+        for i, zone in enumerate(self.zones):
+            now = self._raw(zone)
+            self.total_uj += now - self.last[i] + (self.ranges[i] if now < self.last[i] else 0)
+            self.last[i] = now
+        return self.total_uj / 1000
+
+
 class EnergyMeter:
     """Energy counter of the device, or None where no meter is readable (this is never estimated)."""
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, rapl_root: Path | None = None) -> None:
         self.name, self._read = None, None
         if device.type == "cuda":
             try:
-                import pynvml
+                import pynvml  # the nvidia-ml-py package (extra `gpu`)
 
                 pynvml.nvmlInit()
                 handle = pynvml.nvmlDeviceGetHandleByIndex(device.index or 0)
@@ -118,10 +147,11 @@ class EnergyMeter:
                 self.name, self._read = "NVML", lambda: pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)  # mJ
             except Exception:
                 pass
-        elif RAPL.exists():
+        else:
             try:
-                int(RAPL.read_text())
-                self.name, self._read = "RAPL package", lambda: int(RAPL.read_text()) / 1000  # uJ -> mJ
+                counter = RaplCounter(rapl_root or RAPL_ROOT)
+                self.name = f"RAPL ({len(counter.zones)} package{'s' if len(counter.zones) > 1 else ''})"
+                self._read = counter.read_mj
             except (OSError, ValueError):
                 pass
 
@@ -132,6 +162,17 @@ class EnergyMeter:
     def read_mj(self) -> float:
         assert self._read is not None
         return float(self._read())
+
+    def per_call_mj(self, call: Callable[[], object], min_seconds: float = ENERGY_WINDOW_S) -> float:
+        """Mean energy of one `call`, over a window of at least `min_seconds`: NVML's counter moves every ~100 ms
+        (RAPL's every ~1 ms), so a shorter window would read a step of the counter, not the work."""
+        calls, start, t0 = 0, self.read_mj(), time.perf_counter()
+        while calls == 0 or time.perf_counter() - t0 < min_seconds:
+            call()
+            calls += 1
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return (self.read_mj() - start) / calls
 
     @property
     def missing_reason(self) -> str:
@@ -218,10 +259,8 @@ def measure_model(model: nn.Module, input_shape: tuple[int, int, int], device: t
     model = in_precision(model, device, precision)
     meter = EnergyMeter(device)
     if meter.available:
-        start = meter.read_mj()
-        n = max(latency_runs, 100)
-        calls = len(time_calls(model, [one] * n, 0)) * 3  # each timed call follows two untimed ones
-        out["energy_mj"] = (meter.read_mj() - start) / calls
+        with torch.inference_mode():
+            out["energy_mj"] = meter.per_call_mj(lambda: model(one))
         out["energy_meter"] = meter.name
     else:
         out["energy_mj"] = None

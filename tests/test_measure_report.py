@@ -1,4 +1,5 @@
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -166,3 +167,49 @@ def test_the_results_index_leaves_out_smoke_tables(tmp_path):
         (tmp_path / profile / "t.md").write_text(f"# T {profile}\n\n- rendered 2026-12-02\n")
     index = write_index(tmp_path).read_text()
     assert "(cpu/t.md)" in index and "smoke" not in index
+
+
+def test_rapl_sums_every_package_and_survives_a_counter_wrap(tmp_path):
+    """The meter's arithmetic on fake counter files: two packages (their sub-zones ignored), one wrapping."""
+    import torch
+
+    from suite.measure import EnergyMeter, RaplCounter
+
+    def zone(name, value, max_range=1_000_000):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "energy_uj").write_text(f"{value}\n")
+        (tmp_path / name / "max_energy_range_uj").write_text(f"{max_range}\n")
+
+    zone("intel-rapl:0", 999_000)
+    zone("intel-rapl:1", 10_000)
+    zone("intel-rapl:0:0", 5)  # a sub-zone (core) of package 0: already counted in it
+    counter = RaplCounter(tmp_path)
+    assert len(counter.zones) == 2 and counter.read_mj() == 0
+    (tmp_path / "intel-rapl:0" / "energy_uj").write_text("4000\n")  # wrapped: 1,000 uJ to the top, then 4,000
+    (tmp_path / "intel-rapl:1" / "energy_uj").write_text("12000\n")
+    assert counter.read_mj() == (1_000 + 4_000 + 2_000) / 1000
+    meter = EnergyMeter(torch.device("cpu"), rapl_root=tmp_path)
+    assert meter.available and meter.name == "RAPL (2 packages)"
+
+
+def test_energy_is_read_over_a_window_longer_than_the_meters_update_period():
+    """A counter that only moves every 0.1 s (NVML-like) still gives the energy per call over a long window."""
+    import time
+
+    import torch
+
+    from suite.measure import EnergyMeter
+
+    meter = EnergyMeter(torch.device("cpu"), rapl_root=Path("/nonexistent"))
+    assert not meter.available and "no meter" in meter.missing_reason
+    t0 = time.perf_counter()
+    meter._read = lambda: 1000.0 * int((time.perf_counter() - t0) / 0.1)  # 1 J per 0.1 s step: 10 W
+    calls = []
+
+    def call():
+        time.sleep(0.01)
+        calls.append(1)
+
+    per_call = meter.per_call_mj(call, min_seconds=0.5)
+    assert sum(calls) >= 40
+    assert per_call == pytest.approx(10_000 * 0.5 / sum(calls), rel=0.35)  # 10 W over the window / calls
