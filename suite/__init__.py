@@ -6,7 +6,7 @@ Importing this package changes no global torch state (threads, cudnn flags); the
 """
 __version__ = "0.1.0"
 
-_API = ("run_table", "compare", "read_table", "SuiteError", "TableResult")
+_API = ("run_table", "compare", "read_table", "run_budgets", "SuiteError", "TableResult", "BudgetResult")
 
 
 def __getattr__(name: str):  # the API loads on first use: `import suite.plugins` stays light

@@ -31,6 +31,20 @@ class SuiteError(ValueError):
 
 
 @dataclass
+class BudgetResult:
+    """A table at several budgets: `display` (a row per table row: top-1, Δ and verdict at each budget, and whether
+    the verdict holds), `frame` (numbers, one row per table row and budget), the Markdown, each budget's table."""
+    name: str
+    display: pd.DataFrame
+    frame: pd.DataFrame
+    markdown: str
+    per_budget: dict[str, "TableResult"] = field(repr=False)
+
+    def _repr_markdown_(self) -> str:
+        return self.markdown
+
+
+@dataclass
 class TablePlan:
     table: Table
     rows: list[TableRow]
@@ -43,7 +57,8 @@ class TableResult:
     """A table as numbers and as Markdown. `frame`: one row per table row, its labels, `n`, the raw figures
     (`top1_mean`, `top1_std`, `top1_values`, `latency_ms`, `params`, ...: numbers, NaN where missing), and for a
     table with verdicts `delta`, `delta_low`, `delta_high` (the Welch 95 % interval), `p_value`, `q_value` (after
-    Benjamini-Hochberg) and `verdict`; `display`: the same rows as the Markdown shows them (strings)."""
+    Benjamini-Hochberg) and `verdict`; `display`: the same rows with the Markdown's columns (strings; one line per
+    row even where the Markdown pivots them into column groups)."""
     name: str
     profile: str
     frame: pd.DataFrame
@@ -51,6 +66,7 @@ class TableResult:
     markdown: str
     cells: list[ResolvedCell] = field(repr=False)
     records: list[dict] = field(repr=False)
+    labels: list[str] = field(default_factory=list)  # the label columns (e.g. Method, Pair)
     failed: dict[str, str] = field(default_factory=dict)  # key -> one-line reason, for cells that failed in this run
 
     def _repr_markdown_(self) -> str:  # Jupyter shows the table as the Markdown file reads
@@ -113,6 +129,10 @@ def make_runner(store: str | Path = "runs/store.sqlite", artifacts: str | Path |
 def plan_table(runner, table: Table, opts: TableOptions) -> TablePlan:
     table.check_options(opts)
     rows = select_methods(table, opts, table.rows(opts))
+    options = runner.planner.options
+    if options.budget is not None and not options.budget_teacher:  # a teacher row is the teacher its students had
+        rows = [replace(r, spec=r.spec.with_(recipe_overrides={**r.spec.recipe_overrides_dict, "budget": None}))
+                if r.role == "teacher" and r.spec is not None else r for r in rows]
     specs_by_row = [seed_specs([row], opts.seeds) for row in rows]
     return TablePlan(table, rows, runner.planner.rows(specs_by_row), runner.plan([s for ss in specs_by_row for s in ss]))
 
@@ -157,7 +177,7 @@ def result_of(plan: TablePlan, opts: TableOptions, store, out: Path | None, arti
         md_path, _ = write_rendering(plan.table, opts, rendering, store, out, artifacts, force)
     result = TableResult(plan.table.name, opts.profile, numeric_frame(plan.table, rendering.frame, rendering.label_columns),
                          rendering.visible, "\n".join(rendering.markdown) + "\n", plan.cells, rendering.records,
-                         dict(failed or {}))
+                         rendering.label_columns, dict(failed or {}))
     return result, md_path
 
 
@@ -205,6 +225,84 @@ def run_table(name: str, *, profile: str = "cpu", seeds: int = 1, dataset: str |
             if pool is not None:
                 pool.shutdown()
         return result
+
+
+def budget_label(plan: TablePlan, budget: str) -> str:
+    """A budget as the reader sees it: what was asked and the reference row's resulting epochs."""
+    reference = next((cells for row, cells in zip(plan.rows, plan.row_cells) if row.role == "reference" and cells),
+                     next((cells for cells in plan.row_cells if cells), []))
+    epochs = f"{reference[0].recipe.epochs} ep" if reference else "?"
+    return epochs if budget == epochs.split()[0] else f"{budget.replace('x', '×')} ({epochs})"
+
+
+def run_budgets(name: str, budgets: list[str] | str, *, out: str | Path | None = None, budget_teacher: bool = False,
+                **kwargs: Any) -> BudgetResult:
+    """`run_table` at each budget ("N" epochs or "xK"; "x1" is the profile's own), then one table across them
+    (suite/budgets.py), written as `<out>/budget_<name>.md` (+ .csv, .cells.jsonl, _delta_vs_budget.png) when
+    `out` is given. Each budget's cells are cached like any others."""
+    from suite.budgets import budget_table, plot_budgets
+    from suite.executors import make_executor
+    from suite.records import merge_records, published_records
+    from suite.report import records_path, write_records
+
+    if isinstance(budgets, str):
+        budgets = [b.strip() for b in budgets.split(",") if b.strip()]
+    with one_line_errors():
+        if len(budgets) < 2:
+            raise ValueError(f"--budgets needs two budgets or more to compare, got {budgets}")
+        table = get_table(name)
+        run_args = {k: kwargs.pop(k) for k in ("profile", "seeds", "dataset", "methods", "model", "teacher", "options")
+                    if k in kwargs}
+        opts = table_options(**run_args)
+        jobs = kwargs.get("jobs", 1)
+        base = make_runner(kwargs.get("store", "runs/store.sqlite"), kwargs.get("artifacts"), kwargs.get("data_dir"),
+                           kwargs.get("device", "auto"), kwargs.get("precision", DEFAULT_PRECISION), jobs,
+                           progress=kwargs.get("progress", True), force=kwargs.get("force", False),
+                           retries=kwargs.get("retries", 1))
+        base.planner.options = replace(base.planner.options, budget_teacher=budget_teacher)
+        pool = make_executor(kwargs.get("executor", "local"), jobs, None, max(1, (os.cpu_count() or 1) // jobs))
+        per_budget, shown, labels = {}, {}, []
+        try:
+            for budget in budgets:
+                runner = base.at_budget(budget)
+                plan = plan_table(runner, table, opts)
+                result, _, _ = train_and_render(runner, plan, opts, None, pool)
+                label = budget_label(plan, budget)
+                per_budget[label] = result
+                shown[label] = (result.display, result.frame)
+                labels = result.labels
+        finally:
+            if pool is not None:
+                pool.shutdown()
+        display, numbers = budget_table(shown, labels)
+        first = next(iter(per_budget.values())).markdown.splitlines()
+        header = first[:first.index(next(l for l in first if l.startswith("|"))) - 1]
+        header[0] = f"# {table.title} at several training budgets (`budget_{name}`)"
+        profile_line = next((i for i, l in enumerate(header) if l.startswith("- Profile:")), None)
+        if profile_line is not None:
+            header[profile_line:profile_line + 1] = [
+                f"- Budget {b}: " + next(l for l in r.markdown.splitlines() if l.startswith("- Profile:"))[2:]
+                for b, r in per_budget.items()]
+        notes = ["Budgets: every stage of every row trained at each budget, a multistep schedule's milestones "
+                 "stretched with its epochs; " + ("a distiller's teacher too." if budget_teacher else
+                 "a distiller's teacher keeps its own recipe (the same teacher at every budget)."),
+                 f"{'Verdict holds across budgets'}: yes = the same better / worse at every budget; changes at B = "
+                 "the first budget whose verdict differs; within noise everywhere; no verdict where a budget has "
+                 "one seed (verdicts as in each budget's own table: Welch over seeds, Benjamini-Hochberg within it)."]
+        markdown = "\n".join(header + ["", display.to_markdown(index=False, disable_numparse=True), "", "Notes:"]
+                             + [f"- {n}" for n in notes]) + "\n"
+        if out is not None:
+            out = Path(out)
+            out.mkdir(parents=True, exist_ok=True)
+            stem = f"budget_{name}"
+            (out / f"{stem}.md").write_text(markdown)
+            numbers.drop(columns=["top1_values"], errors="ignore").to_csv(out / f"{stem}.csv", index=False)
+            path = records_path(out, stem)
+            write_records(path, merge_records(published_records(path),
+                                              [r for res in per_budget.values() for r in res.records]))
+            plot_budgets(numbers, labels, f"{table.title}: Δ to the reference against the budget",
+                         out / f"{stem}_delta_vs_budget.png")
+        return BudgetResult(name, display, numbers, markdown, per_budget)
 
 
 def compare(methods: str | list[str], model: str, *, teacher: str | None = None, dataset: str | None = None,

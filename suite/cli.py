@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a table option, e.g. --opt pairs=resnet56:resnet20 for `kd` (see --list)")
     p.add_argument("--slo-ms", type=float, default=None,
                    help="latency target for the `edge` table (default: the paper's 20 ms on CIFAR-10, 10 ms on MNIST)")
+    p.add_argument("--budgets", default=None, metavar="B1,B2,...",
+                   help="run the table at each training budget (N epochs, or xK times the profile's) and write "
+                        "budget_<table>.md: each row's top-1 and verdict at every budget and whether the verdict holds")
+    p.add_argument("--budget-teacher", action="store_true",
+                   help="with --budgets: also train a distiller's teacher at each budget (default: it keeps its recipe)")
     p.add_argument("--dry-run", action="store_true", help="show cells, dependencies and estimated time; train nothing")
     p.add_argument("--force", action="store_true", help="retrain cells even if the store has them")
     p.add_argument("--render-only", action="store_true",
@@ -225,6 +230,22 @@ def train(runner: Runner, plan: TablePlan, args, opts: TableOptions, executor) -
     return len(summary.failed)
 
 
+def train_budgets(args, table: Table, opts: TableOptions) -> int:
+    """`--budgets B1,B2,...`: the table at each budget and one table across them (suite/budgets.py)."""
+    from suite.api import run_budgets
+
+    result = run_budgets(table.name, args.budgets, out=args.out, budget_teacher=args.budget_teacher,
+                         profile=opts.profile, seeds=opts.seeds, dataset=opts.dataset, methods=opts.methods,
+                         model=opts.model, teacher=opts.teacher, options=opts.extra, precision=args.precision,
+                         device=args.device, store=args.store, artifacts=args.artifacts, data_dir=args.data_dir,
+                         jobs=args.jobs, executor=args.executor, retries=args.retries, progress=not args.quiet,
+                         force=args.force)
+    failed = sum(len(r.failed) for r in result.per_budget.values())
+    print(f"{table.name}: budgets {', '.join(result.per_budget)}, failed {failed} -> "
+          f"{args.out / f'budget_{table.name}.md'}")
+    return 1 if failed else 0
+
+
 def table_options(args) -> tuple[list[Table], TableOptions]:
     """The tables asked for and their options, every argument checked before anything is planned."""
     if not args.table:
@@ -280,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
             check_writable(args.out)
         if args.render_only and args.from_records:  # each table in the numerics its records were made with
             return max(render_from_records(args, table, opts) for table in tables)
+        if args.budgets:
+            return max(train_budgets(args, table, opts) for table in tables)
         runner, threads = make_runner(args)
         plans = [plan_table(runner, table, opts) for table in tables]
         if args.dry_run:

@@ -20,7 +20,7 @@ from typing import Any
 from baselines import MODELS, model_revision
 from suite.data import DATASETS, DataError, DatasetInfo, load_dataset
 from suite.plugins import Method, get_method
-from suite.profiles import PROFILES, Recipe, dataset_family
+from suite.profiles import PROFILES, Recipe, budget_epochs, dataset_family
 from suite.spec import CellSpec, stable_hash
 
 
@@ -32,10 +32,14 @@ class PlanOptions:
     precision: str = "fp32"  # already resolved: "fp32" or "bf16"
     force: bool = False  # retrain cells even if stored
     only: str | None = None  # keep only cells whose label contains this (and what they need); force just those
+    budget: str | None = None  # every cell at this training budget ("N" epochs or "xK"), in its key; see Recipe.with_budget
+    budget_teacher: bool = False  # also a distiller's teacher (by default it keeps its own recipe)
 
     def __post_init__(self) -> None:
         if self.epochs is not None and self.epochs < 0:
             raise ValueError(f"--epochs must be >= 0, got {self.epochs}")
+        if self.budget is not None:
+            budget_epochs(self.budget, 1)  # a malformed budget fails here, in one line
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"a plan needs a resolved precision (fp32 or bf16), got {self.precision!r}")
 
@@ -68,9 +72,13 @@ class ResolvedCell:
 
 
 def recipe_of(spec: CellSpec) -> Recipe:
-    """The profile's recipe for the spec's kind of data and protocol, with the spec's overrides."""
+    """The profile's recipe for the spec's kind of data and protocol, with the spec's overrides (a `budget`
+    override stretches its epochs and milestones: Recipe.with_budget)."""
     recipe = PROFILES.get(spec.profile).recipe(dataset_family(DATASETS.get(spec.dataset).in_chans), spec.protocol)
-    return recipe.with_(**spec.recipe_overrides_dict) if spec.recipe_overrides else recipe
+    overrides = spec.recipe_overrides_dict
+    budget = overrides.pop("budget", None)
+    recipe = recipe.with_(**overrides) if overrides else recipe
+    return recipe.with_budget(budget) if budget is not None else recipe
 
 
 @dataclass
@@ -90,9 +98,22 @@ class Planner:
         return self._data[dataset]
 
     def with_overrides(self, spec: CellSpec) -> CellSpec:
-        if self.options.epochs is None:
-            return spec
-        return spec.with_(recipe_overrides={**spec.recipe_overrides_dict, "epochs": self.options.epochs})
+        overrides = dict(spec.recipe_overrides_dict)
+        if self.options.epochs is not None:
+            overrides["epochs"] = self.options.epochs
+        if "budget" in overrides and overrides["budget"] is None:  # exempt (a table's teacher row): the plain cell
+            del overrides["budget"]
+        elif self.options.budget is not None and recipe_of(spec.with_(recipe_overrides={**overrides, "budget": self.options.budget})) \
+                != recipe_of(spec.with_(recipe_overrides=overrides)):  # the profile's own budget is the plain cell
+            overrides["budget"] = self.options.budget
+        return spec.with_(recipe_overrides=overrides) if overrides != spec.recipe_overrides_dict else spec
+
+    def dependency(self, role: str, spec: CellSpec) -> CellSpec:
+        """A dependency as it is trained: a teacher keeps its own budget (unless PlanOptions.budget_teacher), every
+        other upstream stage (a baseline under a pruned model, EncodeNet's stages) has its dependent's."""
+        if role == "teacher" and not self.options.budget_teacher and "budget" in spec.recipe_overrides_dict:
+            return spec.with_(recipe_overrides={k: v for k, v in spec.recipe_overrides_dict.items() if k != "budget"})
+        return spec
 
     def resolve(self, spec: CellSpec) -> ResolvedCell:
         """The resolved cell of a table's spec (overrides applied; dependencies resolved first)."""
@@ -108,7 +129,7 @@ class Planner:
         DATASETS.get(spec.dataset)  # an unknown dataset fails now
         fingerprint, error = self.data_state(spec.dataset)
         recipe = recipe_of(spec)
-        deps = {role: self._resolve(dep) for role, dep in method.requires(spec, params).items()}
+        deps = {role: self._resolve(self.dependency(role, dep)) for role, dep in method.requires(spec, params).items()}
         payload = {"spec": spec.as_dict(), "method_version": method.version, "params": dataclasses.asdict(params),
                    "recipe": recipe.as_dict(), "data": fingerprint or f"missing:{spec.dataset}",
                    "deps": {role: d.key for role, d in deps.items()}}

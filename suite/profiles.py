@@ -49,6 +49,14 @@ class Recipe:
         epochs = 0 if self.epochs == 0 or fraction == 0 else max(1, round(self.epochs * fraction))
         return replace(self, epochs=epochs, **changes)
 
+    def with_budget(self, budget: str) -> "Recipe":
+        """This recipe at another training budget: `N` epochs, or `xK` (`×K`) times its own; the milestones of a
+        multistep schedule move with the epochs (at the same fractions), so a longer budget is the same schedule
+        stretched, not extra epochs at the final learning rate."""
+        epochs = budget_epochs(budget, self.epochs)
+        milestones = tuple(round(m * epochs / self.epochs) for m in self.milestones) if self.epochs else self.milestones
+        return replace(self, epochs=epochs, milestones=milestones)
+
     def as_dict(self) -> dict:
         return asdict(self)
 
@@ -58,6 +66,24 @@ class Recipe:
         sched = f"{self.schedule}{list(self.milestones) if self.milestones else ''}"
         return (f"{self.epochs} ep, batch {self.batch_size}, {self.optimizer} lr {self.lr} wd {self.weight_decay}, "
                 f"{sched}{sub}{tsub}")
+
+
+def budget_epochs(budget: str, epochs: int) -> int:
+    """Epochs of a budget: "N" (absolute) or "xK" / "×K" (a multiple of `epochs`, at least one when both are
+    positive). A malformed budget is one line."""
+    text = str(budget).strip()
+    try:
+        if text[:1] in ("x", "×"):
+            factor = float(text[1:])
+            if factor <= 0:
+                raise ValueError
+            return max(1, round(epochs * factor)) if epochs else 0
+        value = int(text)
+        if value < 0:
+            raise ValueError
+        return value
+    except (ValueError, IndexError):
+        raise ValueError(f"a budget is N epochs or xK (a multiple of the profile's), got {budget!r}") from None
 
 
 @dataclass(frozen=True)

@@ -220,7 +220,7 @@ class Rendering:
     numbers behind them, underscored), the Markdown lines, the cells' store rows and their records."""
     frame: pd.DataFrame
     label_columns: list[str]
-    visible: pd.DataFrame  # the rows as the Markdown shows them
+    visible: pd.DataFrame  # the rows with the Markdown's columns, one line per row (before a pivot)
     markdown: list[str]
     rows: list[TableRow]
     results: list[list[dict | None]]  # per row, its cells' store rows (one per seed)
@@ -241,9 +241,8 @@ def compute_table(table: Table, opts: TableOptions, rows: list[TableRow], row_ce
         frame = relative.apply(frame)
     frame = table.finalize(frame)
     label_columns = list(dict.fromkeys(k for row in rows for k in row.labels))
-    visible = frame[label_columns + [c for c in (table.columns or DEFAULT) if c in frame.columns]]
-    if table.pivot:
-        visible = pivot_wide(visible, *table.pivot)
+    long = frame[label_columns + [c for c in (table.columns or DEFAULT) if c in frame.columns]]
+    visible = pivot_wide(long, *table.pivot) if table.pivot else long
     md = header_lines(table, opts, rows, results, row_cells) + [f"- {line}" for line in table.summary_lines(rows, lines)]
     if VERDICT in frame.columns:
         md.insert(md.index(next(l for l in md if l.startswith("- Seeds:"))) + 1, verdict_line(frame[VERDICT]))
@@ -251,7 +250,7 @@ def compute_table(table: Table, opts: TableOptions, rows: list[TableRow], row_ce
     notes = table.notes(opts)
     if notes:
         md += ["", "Notes:"] + [f"- {n}" for n in notes]
-    return Rendering(frame, label_columns, visible, md, rows, results, store.records(upstream_keys(results, store)))
+    return Rendering(frame, label_columns, long, md, rows, results, store.records(upstream_keys(results, store)))
 
 
 def render(table: Table, opts: TableOptions, rows: list[TableRow], row_cells: list[list[ResolvedCell]], store: Store,

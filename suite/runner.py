@@ -5,6 +5,9 @@ only wires them together for one set of command-line choices.
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 from pathlib import Path
 from typing import Callable
 
@@ -24,13 +27,21 @@ class Runner:
     def __init__(self, store: Store, artifacts: Path, data_dir: Path | None = None, device: str = "auto",
                  progress: bool = True, force: bool = False, log: Callable[[str], None] = print,
                  precision: str = DEFAULT_PRECISION, epochs: int | None = None, only: str | None = None,
-                 threads: int | None = None, retries: int = 1) -> None:
+                 threads: int | None = None, retries: int = 1, budget: str | None = None,
+                 budget_teacher: bool = False) -> None:
         self.store, self.artifacts, self.data_dir, self.log = store, Path(artifacts), data_dir, log
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
-        self.planner = Planner(data_dir, PlanOptions(epochs=epochs, precision=self.precision, force=force, only=only))
+        self.planner = Planner(data_dir, PlanOptions(epochs=epochs, precision=self.precision, force=force, only=only,
+                                                     budget=budget, budget_teacher=budget_teacher))
         self.config = ExecConfig(self.artifacts, data_dir, self.device.type, threads, progress)
         self.scheduler = Scheduler(store, self.config, log, retries)
+
+    def at_budget(self, budget: str | None) -> "Runner":
+        """This runner (same store, artifacts, device, precision) planning every cell at another training budget."""
+        other = copy.copy(self)
+        other.planner = Planner(self.data_dir, dataclasses.replace(self.planner.options, budget=budget))
+        return other
 
     @property
     def force(self) -> bool:

@@ -1,0 +1,83 @@
+"""Does a verdict survive more training? A table run at several training budgets (`--budgets 10,x4`): each row's
+top-1, Δ to its reference and verdict at every budget, and whether the verdict holds across them.
+
+Each budget is a plan of its own (PlanOptions.budget: every stage of every row at that budget, its milestones
+stretched with it; a distiller's teacher keeps its own recipe), so its cells are cached like any others: a budget
+already trained is reused, a new one trains. The profile's own budget is the table's plain cells."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from suite.columns import TOP1, VERDICT, VERDICT_DELTA
+
+HOLDS = "Verdict holds across budgets"
+
+
+def verdict_word(verdict: object) -> str | None:
+    """"better" / "worse" / "within noise" of a table's verdict ("better (q = 0.004)"), None for no verdict."""
+    if not isinstance(verdict, str):
+        return None
+    word = verdict.split(" (q")[0]
+    return word if word in ("better", "worse", "within noise") else None
+
+
+def holds_across(verdicts: list[object], budgets: list[str]) -> str:
+    """"yes" (the same better/worse at every budget), "within noise everywhere", "changes at B" (the first budget
+    whose verdict differs from the first's), or "no verdict" where a budget has none (one seed, no reference)."""
+    words = [verdict_word(v) for v in verdicts]
+    if not words or any(w is None for w in words):
+        return "no verdict" if any(isinstance(v, str) and v not in ("—", "") for v in verdicts) else "—"
+    if all(w == "within noise" for w in words):
+        return "within noise everywhere"
+    changed = next((b for b, w in zip(budgets, words) if w != words[0]), None)
+    return "yes" if changed is None else f"changes at {changed}"
+
+
+def budget_table(per_budget: dict[str, tuple[pd.DataFrame, pd.DataFrame]], label_columns: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(display, numbers) across budgets from each budget's (display frame, numeric frame), rows in the first
+    budget's order. `numbers` is long: one row per table row and budget."""
+    budgets = list(per_budget)
+    first_display = per_budget[budgets[0]][0]
+    display = first_display[label_columns].copy()
+    verdicts: dict[int, list[object]] = {i: [] for i in range(len(display))}
+    for budget, (shown, _) in per_budget.items():
+        for column, name in ((TOP1, f"Top-1 % @ {budget}"), (VERDICT_DELTA, f"Δ @ {budget}"), (VERDICT, f"Verdict @ {budget}")):
+            if column in shown.columns:
+                display[name] = shown[column].values
+        for i in range(len(display)):
+            verdicts[i].append(shown[VERDICT].values[i] if VERDICT in shown.columns else None)
+    display[HOLDS] = [holds_across(verdicts[i], budgets) for i in range(len(display))]
+    numbers = pd.concat([numeric.assign(budget=budget) for budget, (_, numeric) in per_budget.items()],
+                        ignore_index=True)
+    return display, numbers
+
+
+def plot_budgets(numbers: pd.DataFrame, label_columns: list[str], title: str, path: Path) -> Path | None:
+    """Δ top-1 to the reference row (mean and 95 % interval over seeds) against the budget, one line per row."""
+    if "delta" not in numbers or numbers["delta"].isna().all():
+        return None
+    from suite.plots import _pyplot
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    budgets = list(dict.fromkeys(numbers["budget"]))
+    rows = numbers.dropna(subset=["delta"])
+    for i, (label, group) in enumerate(rows.groupby(label_columns, sort=False)):
+        label = " / ".join(map(str, label if isinstance(label, tuple) else (label,)))
+        x = [budgets.index(b) for b in group["budget"]]
+        low, high = group["delta"] - group["delta_low"], group["delta_high"] - group["delta"]
+        ax.errorbar(x, group["delta"], yerr=[low.fillna(0), high.fillna(0)], marker="o", capsize=3,
+                    color=plt.cm.tab20.colors[i % 20], label=label)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xticks(range(len(budgets)), budgets)
+    ax.set_xlabel("training budget")
+    ax.set_ylabel("Δ top-1 to the reference row (points), 95 % interval")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
