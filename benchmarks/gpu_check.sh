@@ -7,7 +7,8 @@
 # 2. runs every table at `smoke` with `--device cuda` (on the synthetic datasets: no download needed),
 # 3. times one epoch of the `paper` recipe of ResNet20 and ResNet56 (CIFAR-10 when $SUITE_DATA holds it, else
 #    synthetic CIFAR-10 images) through the harness in fp32 and bf16: images/s,
-# 4. runs the CPU benchmarks' training-throughput cases on the GPU machine's CPU for comparison.
+# 4. runs the peer benchmark (one KD and one baseline epoch, the suite against mdistiller's own pipeline) on the
+#    device, and the CPU benchmarks' training-throughput cases on the GPU machine's CPU for comparison.
 # Each step has its own time limit and log; one failing step does not stop the others. On a machine without a
 # visible CUDA device it says so in one line and exits 2 before doing anything; DEVICE=cpu rehearses every step on
 # the CPU instead (slow: it checks the script, not the GPU path).
@@ -91,5 +92,7 @@ for model_name in ("resnet20", "resnet56"):
               f"{len(data.train) / seconds:.0f} img/s (one paper-recipe epoch, batch {recipe.batch_size})")
 EOF
 
+step peer_benchmark 300 env SUITE_BENCH_DEVICE="$DEVICE" "$PY" -m pytest benchmarks/test_bench_peer.py --benchmark-only \
+    -n 0 -q -p no:cacheprovider   # the suite against mdistiller's own pipeline, both on the device
 step cpu_benchmarks 300 "$PY" -m pytest benchmarks/test_bench_fit.py --benchmark-only -n 0 -q -p no:cacheprovider
 say "done: logs and tables under $OUT/"

@@ -53,6 +53,7 @@ from suite.spec import CellSpec
 from tests.reference import copy_state_in_order, vendor_dir
 
 IMAGES = int(os.environ.get("SUITE_BENCH_IMAGES", 10_000))  # fewer only to try the benchmark out
+DEVICE = torch.device(os.environ.get("SUITE_BENCH_DEVICE", "cpu"))  # cuda: both sides on the GPU (gpu_check.sh)
 BATCH, ROUNDS = 64, 2
 RECIPE = Recipe(epochs=1, batch_size=BATCH, lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="constant")
 
@@ -113,10 +114,12 @@ def mdistiller_epoch(md, student, teacher, subset) -> float:
     epoch = 1
     start = time.perf_counter()
     utils.adjust_learning_rate(epoch, cfg, optimizer)
-    distiller.train()
+    distiller.to(DEVICE).train()
     for image, target, _index in loader:
         optimizer.zero_grad()
         image = image.float()
+        if DEVICE.type == "cuda":  # as its train_iter does
+            image, target = image.cuda(non_blocking=True), target.cuda(non_blocking=True)
         preds, losses_dict = distiller(image=image, target=target, epoch=epoch)
         loss = sum([l.mean() for l in losses_dict.values()])
         loss.backward()
@@ -124,6 +127,8 @@ def mdistiller_epoch(md, student, teacher, subset) -> float:
         acc1, _acc5 = utils.accuracy(preds, target, topk=(1, 5))
         losses.update(loss.cpu().detach().numpy().mean(), image.size(0))
         top1.update(acc1[0], image.size(0))
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
@@ -135,11 +140,13 @@ def suite_epoch(data, index, method: str, teacher_file: Path | None, precision: 
     with tempfile.TemporaryDirectory() as artifacts:
         ctx = CellContext(spec=spec, key="bench", params=plugin.make_params(params), recipe=RECIPE, data=data,
                           train=data.train.subset(torch.as_tensor(index)), test=data.test,
-                          device=torch.device("cpu"), artifact_dir=Path(artifacts), deps={}, progress=False,
+                          device=DEVICE, artifact_dir=Path(artifacts), deps={}, progress=False,
                           precision=precision)
         torch.manual_seed(0)
         start = time.perf_counter()
         plugin.run(ctx)
+        if DEVICE.type == "cuda":
+            torch.cuda.synchronize()
         return time.perf_counter() - start
 
 
@@ -157,7 +164,7 @@ def test_one_epoch_against_mdistiller(benchmark, record_peer, mdistiller, images
     if teacher is not None:
         teacher_file = tmp_path / "teacher.pt"
         torch.save(teacher.state_dict(), teacher_file)
-    auto = resolve_precision("auto", torch.device("cpu"))
+    auto = resolve_precision("auto", DEVICE)
     seconds: dict[str, list[float]] = {"suite-fp32": [], f"suite-auto ({auto})": []}
 
     def suite_sides_then_fresh_models():

@@ -47,26 +47,26 @@ def state_of(obj: object) -> dict[str, torch.Tensor]:
     return {k: v for k, v in obj.items() if not k.startswith("teacher.")}
 
 
-def load_checkpoint(model: nn.Module, path: str | Path) -> str:
+def load_checkpoint(model: nn.Module, path: str | Path, what: str = "checkpoint") -> str:
     """Load `path` into `model` (either layout); returns which layout it was (a key of SOURCES). Raises ValueError
-    with one line naming the first entry that does not fit."""
+    with one line (starting with `what`) naming the first entry that does not fit."""
     path = Path(path).expanduser()
     try:
         state = state_of(torch.load(path, map_location="cpu", weights_only=True))
     except ValueError as exc:
-        raise ValueError(f"checkpoint {path} {exc}") from None
+        raise ValueError(f"{what} {path} {exc}") from None
     except Exception as exc:
-        raise ValueError(f"checkpoint {path} is unreadable ({type(exc).__name__})") from None
+        raise ValueError(f"{what} {path} is unreadable ({type(exc).__name__})") from None
     ours = model.state_dict()
     if state.keys() == ours.keys():
         model.load_state_dict(state)
         return "suite"
     if len(state) != len(ours):
-        raise ValueError(f"checkpoint {path} has {len(state)} entries, {type(model).__name__} has {len(ours)}: "
+        raise ValueError(f"{what} {path} has {len(state)} entries, {type(model).__name__} has {len(ours)}: "
                          "not this model's layout")
     for (name, value), (theirs, other) in zip(ours.items(), state.items()):
         if value.shape != other.shape:
-            raise ValueError(f"checkpoint {path}: entry {theirs} {tuple(other.shape)} does not fit {name} "
+            raise ValueError(f"{what} {path}: entry {theirs} {tuple(other.shape)} does not fit {name} "
                              f"{tuple(value.shape)}: not this model's layout")
     model.load_state_dict(dict(zip(ours, state.values())))
     return "reference"

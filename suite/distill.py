@@ -58,7 +58,7 @@ class Distiller(Method):
             from suite.checkpoints import load_checkpoint
 
             teacher = create_model(ctx.params.teacher, num_classes=ctx.info.num_classes, in_chans=ctx.info.in_chans)
-            load_checkpoint(teacher, ctx.params.teacher_checkpoint)  # the suite's, mdistiller's or RepDistiller's layout
+            load_checkpoint(teacher, ctx.params.teacher_checkpoint, "teacher checkpoint")  # the suite's, mdistiller's or RepDistiller's layout
         else:
             teacher = ctx.deps["teacher"].load_model()
         teacher = teacher.to(ctx.device).eval()

@@ -25,7 +25,7 @@ import importlib.metadata
 import inspect
 import pkgutil
 import re
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from torch import nn
 
@@ -243,12 +243,20 @@ def discover_methods() -> Registry[type[Method]]:
     return METHODS
 
 
-def method_class(name: str) -> type[Method]:
-    """A registered method; `mdistiller:NAME` registers mdistiller's own distiller on first use."""
-    if name.startswith("mdistiller:"):
-        from suite.mdistiller_adapter import adapter_class
+def namespace_resolvers() -> dict[str, Callable[[str], type[Method]]]:
+    """`PREFIX:NAME` methods resolved by a package's `suite.method_namespaces` entry point (PREFIX = its name, the
+    value a function NAME -> method class that registers it): mdistiller's own distillers (`mdistiller:DKD`,
+    suite/mdistiller_adapter.py) come in this way, so this module imports no adapter."""
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group="suite.method_namespaces")}
 
-        return adapter_class(name)
+
+def method_class(name: str) -> type[Method]:
+    """A registered method; `PREFIX:NAME` (e.g. `mdistiller:DKD`) is registered by its namespace on first use."""
+    prefix, sep, _ = name.partition(":")
+    if sep and name not in METHODS:
+        resolvers = namespace_resolvers()
+        if prefix in resolvers:
+            return resolvers[prefix].load()(name)
     return discover_methods().get(name)
 
 

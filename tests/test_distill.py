@@ -65,23 +65,44 @@ def test_every_distiller_trains_a_student_above_chance_and_the_teacher_once(tmp_
     assert [s["stage"] for s in ft["stages"]] == ["paraphraser", "main"]
 
 
-def test_every_other_registered_distiller_trains_a_student_above_chance(make_runner):
-    """The registry's distillers beyond the four above (AT ... VID, DIST), each end to end: extra modules,
-    pre-training stages (AB, FSP), warm-ups (DKD, ReviewKD), memory banks (CRD), on one shared teacher."""
+def other_distillers() -> list[str]:
     from suite.plugins import family_members
 
-    names = [n for n in family_members("distiller") if n not in ("kd", "rkd", "fitnet", "ft")]
-    assert names  # every other registered distiller, however many: adding one needs no edit here
-    runner = make_runner()
+    return [n for n in family_members("distiller") if n not in ("kd", "rkd", "fitnet", "ft")]
+
+
+@pytest.fixture(scope="module")
+def shared_teacher_store(tmp_path_factory):
+    """One store whose teacher every test below distils from (trained once per test process)."""
+    from suite.runner import Runner
+    from suite.store import Store
+
+    root = tmp_path_factory.mktemp("shared_teacher")
+
+    def runner():
+        return Runner(Store(root / "store.sqlite"), root / "artifacts", device="cpu", progress=False, log=lambda *_: None)
+
+    teacher = [c for c in runner().plan([student("kd")]) if c.spec.method == "baseline"]
+    assert runner().run(teacher).failed == {}
+    return runner
+
+
+@pytest.mark.parametrize("name", other_distillers())
+def test_every_other_registered_distiller_trains_a_student_above_chance(shared_teacher_store, name):
+    """The registry's distillers beyond the four above (AT ... VID, DIST), each end to end on one shared teacher:
+    extra modules, pre-training stages (AB, FSP), warm-ups (DKD, ReviewKD), memory banks (CRD). One test each, so
+    the test processes share them out; adding a distiller needs no edit here."""
+    runner = shared_teacher_store()
     small = {"crd": {"negatives": 256}}  # 16384 negatives per sample cost seconds a batch here; same code path
-    cells = runner.plan([student(m, **small.get(m, {})) for m in names])
+    cells = runner.plan([student(name, **small.get(name, {}))])
+    teacher, cell = cells
+    assert runner.store.get(teacher.key)["status"] == "done"  # the shared teacher, not trained again
     summary = runner.run(cells)
-    assert summary.failed == {} and len(summary.done) == len(names) + 1
-    for cell in cells[1:]:
-        metrics = runner.store.get(cell.key)["metrics"]
-        assert metrics["top1"] > 30, (cell.spec.method, metrics["top1"])  # chance is 10 %
-    stages = {c.spec.method: [s["stage"] for s in runner.store.get(c.key)["metrics"]["stages"]] for c in cells[1:]}
-    assert stages["ab"] == ["ab_init", "main"] and stages["fsp"] == ["fsp_init", "main"]
+    assert summary.failed == {} and summary.done == [cell.key]
+    metrics = runner.store.get(cell.key)["metrics"]
+    assert metrics["top1"] > 30, (name, metrics["top1"])  # chance is 10 %
+    stages = [s["stage"] for s in metrics["stages"]]
+    assert stages == {"ab": ["ab_init", "main"], "fsp": ["fsp_init", "main"]}.get(name, stages)
 
 
 def test_teacher_checkpoint_by_path_replaces_the_teacher_cell(tmp_path, make_runner):

@@ -11,7 +11,9 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_readme_plugin_example_registers_and_trains(tmp_path):
-    plugin, test = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)[:2]
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    plugin = next(b for b in blocks if "class LabelSmoothing(Method)" in b)
+    test = next(b for b in blocks if "def test_label_smoothing_trains" in b)
     discover_methods()
     if "label_smoothing" not in METHODS:
         exec(compile(plugin, "README.md", "exec"), {})
