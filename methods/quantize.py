@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from suite.columns import MetricColumn
 from suite.compress import baseline_dependency, finetune_recipe, quantized_parameter_count
 from suite.data import iterate_batches
 from suite.plugins import AT_LEAST_1, Method, NON_NEGATIVE, POSITIVE, register_method
@@ -165,6 +166,7 @@ def int8_model(model: nn.Module, p: QuantizeParams, info, prepared_hook=None) ->
 @register_method
 class Quantization(Method):
     name = "quantize"
+    columns = (MetricColumn("Int8 flow", "int8_flow"),)  # which flow made the int8 model (recorded in run)
     version = "1"
     family = "compression"
     Params = QuantizeParams

@@ -143,6 +143,46 @@ CATALOGUE: dict[str, Column] = {c.name: c for c in [
 ]}
 
 
+@dataclass(frozen=True)
+class MetricColumn:
+    """A column declared by the method that records its metric (`ctx.record(metric=...)`), beside that code:
+    `Method.columns = (MetricColumn("Int8 flow", "int8_flow"),)`. Registration adds it to the catalogue, so any
+    table names it in its `columns`; a row whose cells do not record it shows `missing`. Numbers are the mean over
+    the row's finished seeds, formatted by `template`; anything else is the first seed's value."""
+    name: str
+    metric: str
+    template: str = "{}"
+    missing: str = "—"
+
+    def compute(self, rc: RowCells) -> str:
+        if not rc.done:
+            return ""
+        values = [r["metrics"][self.metric] for r in rc.done if r["metrics"].get(self.metric) is not None]
+        if not values:
+            return self.missing
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        return self.template.format(statistics.fmean(values) if numeric else values[0])
+
+
+DECLARED: dict[str, tuple[MetricColumn, str]] = {}  # column name -> (its declaration, the method declaring it)
+
+
+def declare_columns(columns: tuple[MetricColumn, ...] | list[MetricColumn], owner: str) -> None:
+    """Add a method's columns to the catalogue; one name means one column (a clash with another declaration or a
+    built-in column fails registration, naming both)."""
+    for column in columns:
+        if not isinstance(column, MetricColumn):
+            raise ValueError(f"method {owner!r}: columns must be MetricColumn, got {type(column).__name__}")
+        seen = DECLARED.get(column.name)
+        if seen is not None and seen[0] != column:
+            raise ValueError(f"method {owner!r} declares column {column.name!r}, already declared differently by "
+                             f"{seen[1]!r}")
+        if seen is None and column.name in CATALOGUE:
+            raise ValueError(f"method {owner!r} declares column {column.name!r}, a built-in column")
+        DECLARED[column.name] = (column, seen[1] if seen else owner)
+        CATALOGUE[column.name] = Column(column.name, column.compute)
+
+
 def raw_values(rc: RowCells) -> dict[str, Any]:
     m, values = rc.metrics, rc.top1_values()
     mean, std = mean_std(values) if values else (None, None)

@@ -69,6 +69,7 @@ class Method:
     inference_device: ClassVar[str | None] = None  # e.g. "cpu" for int8 models that only run there
     inference_precision: ClassVar[str | None] = None  # e.g. "fp32" for int8 models; None = the cell's precision
     classifies: ClassVar[bool] = True  # False: an intermediate stage; run() may return None
+    columns: ClassVar[tuple] = ()  # MetricColumns for the metrics it records (suite.columns.MetricColumn)
 
     def requires(self, spec: "CellSpec", params: Any) -> dict[str, "CellSpec"]:
         return {}
@@ -220,8 +221,14 @@ METHODS: Registry[type[Method]] = Registry("method", validate=_validate)
 
 
 def register_method(cls: type[Method]) -> type[Method]:
-    """Class decorator: register a method plugin under its `name` (validated now, not at run time)."""
-    return METHODS.register(getattr(cls, "name", "") or cls.__name__, cls)
+    """Class decorator: register a method plugin under its `name` (validated now, not at run time), and add the
+    columns it declares to the table catalogue."""
+    from suite.columns import declare_columns
+
+    name = getattr(cls, "name", "") or cls.__name__
+    registered = METHODS.register(name, cls)
+    declare_columns(getattr(cls, "columns", ()), name)
+    return registered
 
 
 _discovered = False

@@ -6,6 +6,7 @@ by `discover_tables`, so adding a file is enough to add a table.
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import entry_points
 import pkgutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,6 +120,10 @@ def discover_tables() -> Registry[type[Table]]:
     if not _discovered:
         for info in pkgutil.iter_modules(__path__):
             importlib.import_module(f"{__name__}.{info.name}")
+        for ep in entry_points(group="suite.tables"):  # tables shipped by other packages
+            cls = ep.load()
+            if cls.name not in TABLES:
+                register_table(cls)
         _discovered = True
     return TABLES
 

@@ -88,9 +88,6 @@ class CompressionTable(Table):
                      versus="student") for t in TEMPERATURES]
         return rows + self.family_rows(opts, {"prune", "structured_prune", "quantize", "cluster"})
 
-    def cell_columns(self, row, metrics, lookup):
-        return {"Int8 flow": metrics.get("int8_flow") or "—"}
-
     def notes(self, opts: TableOptions) -> list[str]:
         return [
             "The paper used TensorFlow 2 (Adam lr 1e-3, 10 epochs, batch 256, 10 % validation split); the `compression` "
