@@ -144,7 +144,7 @@ class BranchyNet(_EarlyExitBase):
     description = "BranchyNet: side exits on a trained baseline, all exits trained jointly (evaluated at the last exit)"
 
     def requires(self, spec, params):
-        return {"baseline": spec.with_(method="baseline", params={})}
+        return {"baseline": spec.baseline()}
 
     def estimated_epochs(self, recipe, params) -> float:
         return recipe.epochs * params.joint_epochs_scale

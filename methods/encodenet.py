@@ -124,7 +124,7 @@ class EncodeNetStage(Method):
 
     @staticmethod
     def baseline_spec(spec: CellSpec) -> CellSpec:
-        return spec.with_(method="baseline", params={})
+        return spec.baseline()
 
 
 @register_method

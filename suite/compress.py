@@ -13,7 +13,7 @@ from suite.spec import CellSpec
 
 def baseline_dependency(spec: CellSpec) -> dict[str, CellSpec]:
     """Compression starts from the trained baseline of the same model, data, profile and seed."""
-    return {"baseline": spec.with_(method="baseline", params={})}
+    return {"baseline": spec.baseline()}
 
 
 def finetune_recipe(recipe: Recipe, fraction: float, lr_scale: float = 1.0) -> Recipe:

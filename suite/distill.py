@@ -31,6 +31,16 @@ class TeacherParams:
     ce_weight: float = 1.0  # weight of the students' cross-entropy on the labels (added by Distiller.run)
 
 
+def teacher_spec(student: CellSpec, teacher: str) -> CellSpec:
+    """The cell a distiller's teacher is: the `teacher` model's `baseline` on the student's data and profile, by
+    the teacher protocol of the student's (suite.profiles.teacher_protocol), and where that protocol is its own,
+    trained once (seed 0) and shared by every student and seed. The one home of this rule: planning uses it, and
+    the tables that show a teacher row (kd, compare) build that row with it."""
+    spec = student.with_(method="baseline", model=teacher, params={})
+    protocol = teacher_protocol(student.protocol)
+    return spec.with_(protocol=protocol, seed=0) if protocol != student.protocol else spec
+
+
 class Distiller(Method):
     Params = TeacherParams
     family = "distiller"
@@ -38,11 +48,7 @@ class Distiller(Method):
     def requires(self, spec: CellSpec, params: Any) -> dict[str, CellSpec]:
         if params.teacher_checkpoint:
             return {}
-        teacher = spec.with_(method="baseline", model=params.teacher, params={})
-        protocol = teacher_protocol(spec.protocol)
-        if protocol != spec.protocol:  # trained once by its own recipe, shared by every student and seed
-            teacher = teacher.with_(protocol=protocol, seed=0)
-        return {"teacher": teacher}
+        return {"teacher": teacher_spec(spec, params.teacher)}
 
     def key_inputs(self, params: Any) -> dict[str, str]:
         if not params.teacher_checkpoint:

@@ -30,6 +30,11 @@ class CellSpec:
         return cls(method, model, dataset, profile, seed, _freeze(params), _freeze(model_kwargs), protocol,
                    _freeze(recipe_overrides))
 
+    def baseline(self) -> "CellSpec":
+        """The trained `baseline` of this cell's model, data, profile, protocol and seed: what compression, early
+        exit and EncodeNet start from (the one home of that rule)."""
+        return self.with_(method="baseline", params={})
+
     def with_(self, **changes: Any) -> "CellSpec":
         for k in ("params", "model_kwargs", "recipe_overrides"):
             if isinstance(changes.get(k), dict):

@@ -7,6 +7,7 @@ seeds, with the standard columns and a verdict of every row against the first.
 from __future__ import annotations
 
 from suite import columns as C
+from suite.distill import teacher_spec
 from suite.plugins import get_method
 from suite.spec import CellSpec
 from suite.tables import (
@@ -59,8 +60,9 @@ class CompareTable(Table):
                     params["teacher"] = opts.teacher
                 teacher = method.make_params(params).teacher
                 if teacher not in teachers_shown:  # the teacher the distillers learn from, for the reader (its own cell)
+                    student = CellSpec.make(choice.name, opts.model, dataset, opts.profile, params=params)
                     rows.append(TableRow({"Method": f"Teacher {label(teacher, MODEL_LABELS)} (baseline)"},
-                                         CellSpec.make("baseline", teacher, dataset, opts.profile), role="teacher"))
+                                         teacher_spec(student, teacher), role="teacher"))
                     teachers_shown.add(teacher)
             text = method_label(choice.name, choice.params)
             rows.append(TableRow({"Method": text}, CellSpec.make(choice.name, opts.model, dataset, opts.profile,

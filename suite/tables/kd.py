@@ -8,6 +8,7 @@ once and shared); the train-cost column counts the teacher too, because a fair r
 from __future__ import annotations
 
 from suite import columns as C
+from suite.distill import teacher_spec
 from suite.plugins import discover_methods
 from suite.profiles import PROFILES, Recipe, teacher_protocol
 from suite.reference import reported
@@ -114,13 +115,12 @@ class KDTable(Table):
 
         files = self.teacher_checkpoints(opts)
 
-        def teacher_row(t: str, s: str) -> TableRow:  # what every distiller's teacher is (suite/distill.py)
+        def teacher_row(t: str, s: str) -> TableRow:  # what every distiller's teacher is (suite.distill.teacher_spec)
+            spec = teacher_spec(CellSpec.make("baseline", s, dataset, opts.profile, protocol="mdistiller"), t)
             if t in files:
-                spec = CellSpec.make("pretrained", t, dataset, opts.profile, params={"checkpoint": files[t]},
-                                     protocol=teacher_protocol("mdistiller"))
+                spec = spec.with_(method="pretrained", params={"checkpoint": files[t]})
                 return self.row(opts, t, s, "teacher", "Teacher (from checkpoint)", spec, role="teacher",
                                 single_seed=True)
-            spec = CellSpec.make("baseline", t, dataset, opts.profile, protocol=teacher_protocol("mdistiller"))
             return self.row(opts, t, s, "teacher", "Teacher (baseline)", spec, role="teacher", single_seed=True)
 
         return ([teacher_row(t, s) for t, s in self.pairs(opts)]
