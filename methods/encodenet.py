@@ -315,8 +315,6 @@ class EncodeNet(EncodeNetStage):
         encoder, classifier = model.split(split_point(p))
         state = ctx.deps["autoencoder"].load_model(ctx.device).encoder.state_dict()
         load_shaped(encoder, state)  # a pruned autoencoder's encoder is narrower
-        for q in encoder.parameters():
-            q.requires_grad_(False)
 
         def head_loss(m: nn.Module, x: torch.Tensor, y: torch.Tensor, step):
             with torch.no_grad():  # the frozen encoder needs no graph

@@ -130,14 +130,8 @@ class FT(Distiller):
         ctx.fit(para, losses=reconstruction, recipe=ctx.recipe.scaled(ctx.params.paraphraser_epochs_fraction, lr=lr),
                 stage="paraphraser")
         ctx.record(paraphraser_mse_before=before, paraphraser_mse_after=paraphraser_error(para, teacher, probe, ctx))
-        para.eval()
-        for p in para.parameters():
-            p.requires_grad_(False)
 
-    def trainable(self, student, extra):
-        return list(student.parameters()) + list(extra.translator.parameters())
-
-    def frozen(self, extra):
+    def frozen(self, extra):  # the one way to freeze: ctx.fit keeps it out of the optimizer and in eval mode
         return extra.paraphraser
 
     def loss_terms(self, params: FTParams, s: Features, t: Features, y, extra, step):
