@@ -29,7 +29,6 @@ from suite.measure import device_description, measure_model
 from suite.numerics import describe
 from suite.perturb import PERTURBATIONS, perturbation
 from suite.plan import ResolvedCell
-from suite.profiles import PROFILES
 
 
 @dataclass(frozen=True)
@@ -140,7 +139,7 @@ def evaluate_and_measure(cell: ResolvedCell, ctx: CellContext, model: nn.Module)
     metrics["robust_top1"] = {name: accuracy(perturbation(name, ctx.info))["top1"] for name in PERTURBATIONS}
     info = ctx.info
     metrics.update(measure_model(model, (info.in_chans, info.image_size, info.image_size), device,
-                                 throughput_seconds=PROFILES.get(cell.spec.profile).throughput_seconds,
+                                 throughput_seconds=cell.profile.throughput_seconds,
                                  precision=precision))
     metrics["size_format"] = "torch.save(state_dict)"
     metrics.update(cell.method.measure(ctx, model, metrics))

@@ -20,7 +20,7 @@ from typing import Any
 from baselines import MODELS, model_revision
 from suite.data import DATASETS, DataError, DatasetInfo, load_dataset
 from suite.plugins import Method, get_method
-from suite.profiles import PROFILES, Recipe, budget_epochs, dataset_family
+from suite.profiles import PROFILES, Profile, Recipe, budget_epochs, dataset_family
 from suite.spec import CellSpec, stable_hash
 
 
@@ -56,6 +56,7 @@ class ResolvedCell:
     data_fingerprint: str | None  # None: the data could not be loaded (see data_error)
     data_error: str | None = None
     force: bool = False
+    profile: Profile | None = None  # its profile, resolved once here: nothing after planning looks PROFILES up
 
     @property
     def label(self) -> str:
@@ -141,7 +142,7 @@ class Planner:
         if model_revision(spec.model) > 1:  # a changed layout retrains; other keys stay as they were
             payload["model_revision"] = model_revision(spec.model)
         cell = ResolvedCell(spec, stable_hash(payload), method, params, recipe, self.options.precision, deps,
-                            fingerprint, error)
+                            fingerprint, error, profile=PROFILES.get(spec.profile))
         self._cells[spec] = cell
         return cell
 

@@ -71,7 +71,8 @@ def verdict_line(verdicts: pd.Series) -> str:
 
 def header_lines(table: Table, opts: TableOptions, rows: list[TableRow], results: list[list[dict | None]],
                  row_cells: list[list[ResolvedCell]]) -> list[str]:
-    profile = PROFILES.get(opts.profile)
+    planned = next((p for cells in row_cells for c in cells if (p := getattr(c, "profile", None)) is not None), None)
+    profile = planned or PROFILES.get(opts.profile)  # a table with no planned cell at all: its name is all there is
     rows = [r for r in rows if r.spec is not None]
     datasets = list(dict.fromkeys(r.spec.dataset for r in rows))
     recipes = recipe_lines(row_cells)
