@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from suite.columns import DEFAULT, VERDICT, RowCells, pivot_wide, summarize
+from suite.columns import DECLARED, DEFAULT, VERDICT, RowCells, pivot_wide, summarize
 from suite.numerics import describe
 from suite.plan import ResolvedCell
 from suite.records import merge_records, published_records
@@ -232,7 +232,10 @@ def compute_table(table: Table, opts: TableOptions, rows: list[TableRow], row_ce
                   store: Store) -> Rendering:
     """The table for the rows' resolved cells (one per seed) as the store holds them now; writes nothing."""
     results = [[store.get(c.key) for c in cells] for cells in row_cells]
-    lines = [summarize(RowCells(row, rs, lambda key: training_cost(store, key))) for row, rs in zip(rows, results)]
+    shown = set(table.columns or DEFAULT)
+    lines = [{k: v for k, v in summarize(RowCells(row, rs, lambda key: training_cost(store, key))).items()
+              if k not in DECLARED or k in shown}  # a method's declared column only where a table names it
+             for row, rs in zip(rows, results)]
     for row, rs, line in zip(rows, results, lines):
         done = [r for r in rs if r and r["status"] == "done"]
         if done:
