@@ -27,6 +27,18 @@ from suite.api import TablePlan, make_runner as api_make_runner, plan_table, tab
 from suite.tables import Table, TableOptions, discover_tables, get_table
 
 
+def table_flags() -> dict[str, str]:
+    """Every discovered table's own flags (Table.flags), flag -> help."""
+    flags: dict[str, str] = {}
+    for name in discover_tables().names():
+        flags.update(discover_tables().get(name).flags)
+    return flags
+
+
+def flag_dest(flag: str) -> str:
+    return "table_flag_" + flag.replace("-", "_")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="run_all.py", description="Benchmark comparison suite: run paper tables end to end.")
     p.add_argument("--table", help="table name(s), comma-separated, or 'all'")
@@ -64,8 +76,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", default=None, help="the teacher model of distillers in --table compare")
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
                    help="a table option, e.g. --opt pairs=resnet56:resnet20 for `kd` (see --list)")
-    p.add_argument("--slo-ms", type=float, default=None,
-                   help="latency target for the `edge` table (default: the paper's 20 ms on CIFAR-10, 10 ms on MNIST)")
     p.add_argument("--budgets", default=None, metavar="B1,B2,...",
                    help="run the table at each training budget (N epochs, or xK times the profile's) and write "
                         "budget_<table>.md: each row's top-1 and verdict at every budget and whether the verdict holds")
@@ -89,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write one TensorBoard run per finished cell under DIR (per epoch: train loss and accuracy, lr, "
                         "seconds, images/s; needs the tensorboard extra)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    for flag, help_text in table_flags().items():  # flags a table declares for itself (Table.flags)
+        p.add_argument(f"--{flag}", dest=flag_dest(flag), default=None, metavar="VALUE", help=help_text)
     return p
 
 
@@ -256,10 +268,10 @@ def table_options(args) -> tuple[list[Table], TableOptions]:
         if not sep or not key:
             raise ValueError(f"--opt takes KEY=VALUE, got {item!r}")
         extra[key.strip()] = value.strip()
-    if args.slo_ms is not None:
-        if args.slo_ms <= 0:
-            raise ValueError(f"--slo-ms must be positive, got {args.slo_ms}")
-        extra["slo_ms"] = str(args.slo_ms)
+    for flag in table_flags():  # a table flag --a-b V is its option a_b=V, checked by that table
+        value = getattr(args, flag_dest(flag), None)
+        if value is not None:
+            extra[flag.replace("-", "_")] = value
     if args.jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
     if args.from_records and not args.render_only:

@@ -61,6 +61,7 @@ class Table:
     relative: ClassVar[list["Relative"]] = []  # columns computed against each group's reference row
     # rows share one architecture (a parameter axis says nothing): a dot-and-interval chart of top-1 instead
     one_architecture: ClassVar[bool] = False
+    flags: ClassVar[dict[str, str]] = {}  # its own command-line flags: "slo-ms" -> help; --slo-ms V is --opt slo_ms=V
     training_curves: ClassVar[bool] = False  # draw <table>_training_curves.png: train loss / accuracy per epoch, mean ± std over seeds
 
     def finalize(self, frame: "pd.DataFrame") -> "pd.DataFrame":
