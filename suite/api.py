@@ -99,8 +99,9 @@ def table_options(profile: str = "cpu", seeds: int = 1, dataset: str | None = No
         DATASETS.get(dataset)
     if isinstance(methods, (list, tuple)):
         methods = ",".join(methods)
-    return TableOptions(profile=profile, seeds=seeds, dataset=dataset, methods=methods, model=model, teacher=teacher,
-                        extra={str(k): str(v) for k, v in (options or {}).items()})
+    extra = {str(k): str(v) for k, v in (options or {}).items()}
+    extra.update({k: v for k, v in (("model", model), ("teacher", teacher)) if v})  # the compare table's options
+    return TableOptions(profile=profile, seeds=seeds, dataset=dataset, methods=methods, extra=extra)
 
 
 def make_runner(store: str | Path = "runs/store.sqlite", artifacts: str | Path | None = None,

@@ -72,8 +72,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rows by method: +NAME adds, -NAME removes (write --methods=-NAME), NAME,NAME replaces; "
                         "NAME[key=value;...] sets its params; for --table compare the list of methods to put side by "
                         "side (the first is the reference)")
-    p.add_argument("--model", default=None, help="the model of --table compare")
-    p.add_argument("--teacher", default=None, help="the teacher model of distillers in --table compare")
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
                    help="a table option, e.g. --opt pairs=resnet56:resnet20 for `kd` (see --list)")
     p.add_argument("--budgets", default=None, metavar="B1,B2,...",
@@ -248,7 +246,7 @@ def train_budgets(args, table: Table, opts: TableOptions) -> int:
 
     result = run_budgets(table.name, args.budgets, out=args.out, budget_teacher=args.budget_teacher,
                          profile=opts.profile, seeds=opts.seeds, dataset=opts.dataset, methods=opts.methods,
-                         model=opts.model, teacher=opts.teacher, options=opts.extra, precision=args.precision,
+                         options=opts.extra, precision=args.precision,
                          device=args.device, store=args.store, artifacts=args.artifacts, data_dir=args.data_dir,
                          jobs=args.jobs, executor=args.executor, retries=args.retries, progress=not args.quiet,
                          force=args.force)
@@ -277,7 +275,7 @@ def table_options(args) -> tuple[list[Table], TableOptions]:
     if args.from_records and not args.render_only:
         raise ValueError("--from-records only renders: use it with --render-only")
     opts = api_table_options(args.profile, 1 if args.seeds is None else args.seeds, args.dataset, args.methods,
-                             args.model, args.teacher, extra)
+                             options=extra)
     names = [n for n in discover_tables().names() if not discover_tables().get(n).methods_are_rows] \
         if args.table == "all" else [t.strip() for t in args.table.split(",") if t.strip()]  # `all`: the paper tables
     return [get_table(n) for n in names], opts

@@ -28,8 +28,6 @@ class TableOptions:
     dataset: str | None = None  # run the table on another dataset of the same kind (e.g. cifar10 for cifar100)
     extra: dict[str, Any] = field(default_factory=dict, hash=False)
     methods: str | None = None  # --methods: rows added, removed or chosen (see select_methods)
-    model: str | None = None  # --model: the model of the `compare` table
-    teacher: str | None = None  # --teacher: the teacher of distillers in the `compare` table
 
     def __post_init__(self) -> None:
         if self.seeds < 1:

@@ -34,14 +34,16 @@ class CompareTable(Table):
     columns = C.DEFAULT + [C.VERDICT_DELTA, C.VERDICT]
     relative = C.verdict_columns()
     methods_are_rows = True  # --methods is this table's list of rows, not a change to it
+    options = frozenset({"model", "teacher"})
+    flags = {"model": "the model of --table compare", "teacher": "the teacher model of distillers in --table compare"}
 
     def choices(self, opts: TableOptions) -> list[MethodChoice]:
-        if not opts.model:
+        if not opts.extra.get('model'):
             raise ValueError("table 'compare' needs --model NAME (and --methods NAME,NAME,...)")
-        if not opts.model.startswith("timm:"):
+        if not opts.extra.get('model').startswith("timm:"):
             from baselines import MODELS
 
-            MODELS.get(opts.model)  # an unknown model fails here, in one line
+            MODELS.get(opts.extra.get('model'))  # an unknown model fails here, in one line
         if not opts.methods:
             raise ValueError("table 'compare' needs --methods NAME,NAME,... (the first is the reference)")
         choices = parse_methods(opts.methods)
@@ -56,16 +58,16 @@ class CompareTable(Table):
             params = dict(choice.params or {})
             method = get_method(choice.name)
             if method.family == "distiller" and not params.get("teacher_checkpoint"):
-                if "teacher" not in params and opts.teacher:  # else the distiller's own default teacher
-                    params["teacher"] = opts.teacher
+                if "teacher" not in params and opts.extra.get('teacher'):  # else the distiller's own default teacher
+                    params["teacher"] = opts.extra.get('teacher')
                 teacher = method.make_params(params).teacher
                 if teacher not in teachers_shown:  # the teacher the distillers learn from, for the reader (its own cell)
-                    student = CellSpec.make(choice.name, opts.model, dataset, opts.profile, params=params)
+                    student = CellSpec.make(choice.name, opts.extra.get('model'), dataset, opts.profile, params=params)
                     rows.append(TableRow({"Method": f"Teacher {label(teacher, MODEL_LABELS)} (baseline)"},
                                          teacher_spec(student, teacher), role="teacher"))
                     teachers_shown.add(teacher)
             text = method_label(choice.name, choice.params)
-            rows.append(TableRow({"Method": text}, CellSpec.make(choice.name, opts.model, dataset, opts.profile,
+            rows.append(TableRow({"Method": text}, CellSpec.make(choice.name, opts.extra.get('model'), dataset, opts.profile,
                                                                  params=params), role="reference" if i == 0 else ""))
         return rows
 
@@ -82,6 +84,6 @@ class CompareTable(Table):
                 f"a control given the same epochs (e.g. `baseline[epochs_scale=...]`), as the pruning table does"]
 
     def notes(self, opts: TableOptions) -> list[str]:
-        return [f"Model {opts.model} on {opts.dataset or 'cifar10'}; every method trains by the profile's recipe for that "
+        return [f"Model {opts.extra.get('model')} on {opts.dataset or 'cifar10'}; every method trains by the profile's recipe for that "
                 "kind of data at its default params unless set in --methods; a distiller's teacher is the `baseline` "
                 "cell of --teacher, else of the distiller's default teacher (its row is shown; train cost includes it)."]
