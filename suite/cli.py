@@ -296,11 +296,11 @@ def main(argv: list[str] | None = None) -> int:
             print_list()
             return 0
         if args.import_records:
-            store = Store(args.store)
-            artifacts = args.artifacts or args.store.parent / "artifacts"
+            runner, _ = make_runner(args)
             for path in args.import_records:
-                report = import_records(store, read_records(path), args.data_dir or default_data_dir())
-                restored = restore_models(Path(path), store, artifacts)
+                report = import_records(runner.store, read_records(path), args.data_dir or default_data_dir(),
+                                        add=runner.scheduler.add_records)
+                restored = restore_models(Path(path), runner.store, runner.artifacts)
                 print(report.line(path) + (f"; models restored from {models_path(Path(path))}: {restored}"
                                            if restored else ""))
             if not args.table:

@@ -8,7 +8,7 @@ import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from suite.context import MODEL_FILE
 from suite.plan import Planner, PlanOptions, ResolvedCell
@@ -98,8 +98,10 @@ class ImportReport:
                 f"{why}, not finished {self.not_finished}")
 
 
-def import_records(store: Store, records: list[dict[str, Any]], data_dir: Path | None) -> ImportReport:
-    """Add the finished records whose key this code and data recompute; count the others."""
+def import_records(store: Store, records: list[dict[str, Any]], data_dir: Path | None,
+                   add: Callable[[list[dict[str, Any]]], int] | None = None) -> ImportReport:
+    """Add (through `add`: the run's Scheduler.add_records, the store's one writer) the finished records whose key
+    this code and data recompute; count the others."""
     report = ImportReport()
     planners = {p: Planner(data_dir, PlanOptions(precision=p)) for p in ("fp32", "bf16")}
     matching = []
@@ -120,7 +122,7 @@ def import_records(store: Store, records: list[dict[str, Any]], data_dir: Path |
             report.already += 1
         else:
             matching.append(record)
-    report.imported = store.add_records(matching)
+    report.imported = (add or store.add_records)(matching)
     return report
 
 

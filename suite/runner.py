@@ -70,5 +70,5 @@ class Runner:
             metrics, env = remeasure_cell(cell, self.config, row, self.scheduler.dep_metrics(cell))
         except (ValueError, RuntimeError) as exc:
             return str(exc)
-        self.store.finish(cell.key, metrics, env)
+        self.scheduler.store_remeasured(cell.key, metrics, env)
         return None

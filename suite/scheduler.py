@@ -78,6 +78,15 @@ class Scheduler:
         finished = len(summary.done) + len(summary.skipped) + len(summary.failed)
         self.log(f"done {cell.label}: {top1}{metrics.get('cell_seconds', 0.0) / 60:.1f} min [{finished}/{total}]")
 
+    def add_records(self, records: list[dict]) -> int:
+        """Finished cells made elsewhere (published records, already matched to this code's keys) into the store;
+        returns how many were added. The scheduler is the store's one writer: imports go through it too."""
+        return self.store.add_records(records)
+
+    def store_remeasured(self, key: str, metrics: dict, env: dict) -> None:
+        """A finished cell's figures measured again (`--remeasure`), its training figures kept by the caller."""
+        self.store.finish(key, metrics, env)
+
     def _retry(self, cell: ResolvedCell, future: Future, attempts: dict[str, int]) -> bool:
         """Whether a cell whose worker died goes again (from its last epoch checkpoint); logs the one line."""
         exc = future.exception()
