@@ -35,7 +35,9 @@ class CompareTable(Table):
     relative = C.verdict_columns()
     methods_are_rows = True  # --methods is this table's list of rows, not a change to it
     options = frozenset({"model", "teacher"})
-    flags = {"model": "the model of --table compare", "teacher": "the teacher model of distillers in --table compare"}
+    flags = {"model": "the model of --table compare (the option model=NAME of any table that has one, e.g. ablation)",
+             "teacher": "the teacher model of distillers in --table compare"}
+    options_help = "model=NAME (or --model NAME), teacher=NAME (or --teacher NAME): the model, and the distillers' teacher"
 
     def choices(self, opts: TableOptions) -> list[MethodChoice]:
         if not opts.extra.get('model'):
