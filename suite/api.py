@@ -104,6 +104,11 @@ def table_options(profile: str = "cpu", seeds: int = 1, dataset: str | None = No
     return TableOptions(profile=profile, seeds=seeds, dataset=dataset, methods=methods, extra=extra)
 
 
+def threads_per_job(jobs: int, threads: int | None = None) -> int:
+    """torch threads per cell: `threads` if given, else the machine's cores shared out over `jobs`."""
+    return threads or max(1, (os.cpu_count() or 1) // jobs)
+
+
 def make_runner(store: str | Path = "runs/store.sqlite", artifacts: str | Path | None = None,
                 data_dir: str | Path | None = None, device: str = "auto", precision: str = DEFAULT_PRECISION,
                 jobs: int = 1, threads: int | None = None, progress: bool = True, force: bool = False,
@@ -115,7 +120,7 @@ def make_runner(store: str | Path = "runs/store.sqlite", artifacts: str | Path |
 
     if jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {jobs}")
-    resolved_threads = threads or max(1, (os.cpu_count() or 1) // jobs)
+    resolved_threads = threads_per_job(jobs, threads)
     if threads or jobs > 1:
         import torch
 
@@ -218,7 +223,7 @@ def run_table(name: str, *, profile: str = "cpu", seeds: int = 1, dataset: str |
         runner = make_runner(store, artifacts, data_dir, device, precision, jobs, progress=progress, force=force,
                              epochs=epochs, retries=retries)
         plan = plan_table(runner, table, opts)
-        pool = make_executor(executor, jobs, None, max(1, (os.cpu_count() or 1) // jobs))
+        pool = make_executor(executor, jobs, None, threads_per_job(jobs))
         try:
             result, _, _ = train_and_render(runner, plan, opts, Path(out) if out else None, pool, force,
                                             Path(tensorboard) if tensorboard else None)
@@ -261,7 +266,7 @@ def run_budgets(name: str, budgets: list[str] | str, *, out: str | Path | None =
                            progress=kwargs.get("progress", True), force=kwargs.get("force", False),
                            retries=kwargs.get("retries", 1))
         base.planner.options = replace(base.planner.options, budget_teacher=budget_teacher)
-        pool = make_executor(kwargs.get("executor", "local"), jobs, None, max(1, (os.cpu_count() or 1) // jobs))
+        pool = make_executor(kwargs.get("executor", "local"), jobs, None, threads_per_job(jobs))
         per_budget, shown, labels = {}, {}, []
         try:
             for budget in budgets:
@@ -312,6 +317,20 @@ def compare(methods: str | list[str], model: str, *, teacher: str | None = None,
     return run_table("compare", methods=methods, model=model, teacher=teacher, dataset=dataset, **kwargs)
 
 
+def plan_of_records(runner, table: Table, opts: TableOptions,
+                    records: list[dict]) -> tuple[TablePlan, TableOptions]:
+    """The table planned so that its cells are the published records' cells: with no dataset asked for and no
+    planned cell among the records, the records' single dataset (e.g. the CIFAR-100 kd table published on
+    CIFAR-10)."""
+    plan = plan_table(runner, table, opts)
+    keys = {r["key"] for r in records}
+    datasets = {(r.get("spec") or {}).get("dataset") for r in records if r.get("status") == "done"} - {None}
+    if not opts.dataset and len(datasets) == 1 and not any(c.key in keys for cs in plan.row_cells for c in cs):
+        opts = replace(opts, dataset=datasets.pop())
+        plan = plan_table(runner, table, opts)
+    return plan, opts
+
+
 def read_table(name: str, *, profile: str = "cpu", results: str | Path = "results", seeds: int | None = None,
                dataset: str | None = None, data_dir: str | Path | None = None, **options: Any) -> TableResult:
     """A published table (`results/<profile>/<name>.cells.jsonl`) read back into a TableResult without training:
@@ -333,11 +352,6 @@ def read_table(name: str, *, profile: str = "cpu", results: str | Path = "result
             store = Store(Path(tmp) / "store.sqlite")
             store.add_records(records)
             runner = make_runner(Path(tmp) / "store.sqlite", data_dir=data_dir, precision=precision, progress=False)
-            plan = plan_table(runner, table, opts)
-            keys = {r["key"] for r in records}
-            datasets = {(r.get("spec") or {}).get("dataset") for r in records if r.get("status") == "done"} - {None}
-            if not dataset and len(datasets) == 1 and not any(c.key in keys for cs in plan.row_cells for c in cs):
-                opts = replace(opts, dataset=datasets.pop())  # e.g. the CIFAR-100 kd table published on CIFAR-10
-                plan = plan_table(runner, table, opts)
+            plan, opts = plan_of_records(runner, table, opts, records)
             result, _ = result_of(plan, opts, store, None, None, False)
         return result

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from dataclasses import replace
@@ -23,7 +22,7 @@ from suite.registry import UnknownNameError
 from suite.report import records_path, render
 from suite.runner import Runner
 from suite.store import Store
-from suite.api import TablePlan, make_runner as api_make_runner, plan_table, table_options as api_table_options, train_and_render
+from suite.api import TablePlan, plan_of_records, threads_per_job, make_runner as api_make_runner, plan_table, table_options as api_table_options, train_and_render
 from suite.tables import Table, TableOptions, discover_tables, get_table
 
 
@@ -217,12 +216,7 @@ def render_from_records(args, table: Table, opts: TableOptions) -> int:
     if args.seeds is None and records:
         opts = replace(opts, seeds=records_seeds(records))
     runner, _ = make_runner(argparse.Namespace(**{**vars(args), "precision": precision}))
-    plan = plan_table(runner, table, opts)
-    keys = {r["key"] for r in records}
-    datasets = {(r.get("spec") or {}).get("dataset") for r in records if r.get("status") == "done"} - {None}
-    if not args.dataset and len(datasets) == 1 and not any(c.key in keys for cs in plan.row_cells for c in cs):
-        opts = replace(opts, dataset=datasets.pop())  # e.g. the CIFAR-100 kd table published on CIFAR-10
-        plan = plan_table(runner, table, opts)
+    plan, opts = plan_of_records(runner, table, opts, records)
     auto = resolve_precision("auto", runner.device)
     if records:
         print(f"{table.name}: planned as its published records were made: {precision}, {opts.seeds} seed(s)"
@@ -282,7 +276,7 @@ def table_options(args) -> tuple[list[Table], TableOptions]:
 
 
 def make_runner(args) -> tuple[Runner, int]:
-    threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
+    threads = threads_per_job(args.jobs, args.threads)
     runner = api_make_runner(args.store, args.artifacts, args.data_dir, args.device, args.precision, args.jobs,
                              args.threads, progress=not args.quiet, force=args.force, epochs=args.epochs,
                              only=args.only, retries=args.retries)
