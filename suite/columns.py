@@ -191,8 +191,6 @@ def raw_values(rc: RowCells) -> dict[str, Any]:
             "_latency_ms": latency_figure(m), "_latency_p90_ms": m.get("latency_p90_ms"),
             "_test_set_seconds": m.get("test_set_seconds"), "_size_bytes": m.get("size_bytes"),
             "_params": m.get("params"), "_nonzero_params": m.get("nonzero_params"), "_role": rc.row.role,
-            "_flops_nonzero": m.get("flops_nonzero"),
-            "_image_seconds": 1 / m["throughput_img_s"] if m.get("throughput_img_s") else None,
             "_keys": " ".join(r["key"] for r in rc.records if r),
             "_train_epochs": rc.training_cost(rc.done[0]["key"])[0] if rc.done else None}
 
@@ -244,7 +242,10 @@ class Relative:
     def apply(self, frame: pd.DataFrame) -> pd.DataFrame:
         if not len(frame):
             frame[self.name] = []
-        elif self.kind == "verdict":  # the table's verdicts are one family: the false discovery rate is held across it
+            return frame
+        if self.raw not in frame.columns:  # a table's own raw field (Table.cell_columns) while no row has finished
+            frame[self.raw] = None
+        if self.kind == "verdict":  # the table's verdicts are one family: the false discovery rate is held across it
             frame[self.name] = [v or self.missing for v in adjusted_verdicts(self.comparisons(frame))]
         elif self.kind == "welch":
             frame[self.name] = [self.missing if c is None else c.describe() for c in self.comparisons(frame)]

@@ -62,6 +62,11 @@ class PruningTable(Table):
                 Relative(SPEEDUP_BN, "_image_seconds", "ratio", ("Pair",), template="{:.2f}×", missing="n/a")] \
         + C.verdict_columns(("Pair",), "control") + [C.delta_to_untouched(("Pair",))]  # verdicts: against the control
 
+    def cell_columns(self, row: TableRow, metrics: dict, lookup) -> dict:
+        """The raw figures of the theoretical and batch-256 speed-ups (this table's own)."""
+        throughput = metrics.get("throughput_img_s")
+        return {"_flops_nonzero": metrics.get("flops_nonzero"), "_image_seconds": 1 / throughput if throughput else None}
+
     def rows(self, opts: TableOptions) -> list[TableRow]:
         rows = []
         for model, dataset in PAIRS.get(opts.profile, PAIRS["cpu"]):
