@@ -46,6 +46,7 @@ from suite.autoencoder import ConvertingAutoencoder
 from suite.compress import compressible_layers, load_shaped, weight_sparsity
 from suite.context import CellContext
 from suite.measure import batch1_latency, count_flops
+from suite.columns import MetricColumn
 from suite.plugins import Method, NON_NEGATIVE, POSITIVE, register_method
 from suite.spec import CellSpec
 
@@ -89,9 +90,18 @@ def channel_prune_encoder(ae: ConvertingAutoencoder, ratio: float, example: torc
     return pruned
 
 
+def _pruned_encoder(m: dict) -> str:
+    return (f"{m['encoder_sparsity']:.0%} zeros, {m['structural_ratio']:.0%} of channels removed; "
+            f"target {m['latency_target_ms']:.2f} ms " + ("met" if m["target_met"] else "not met"))
+
+
+PRUNED_ENCODER = MetricColumn("Pruned encoder", "structural_ratio", show=_pruned_encoder)
+
+
 @register_method
 class CAENetPruning(EncodeNetAutoencoder):
     name = "caenet_prune"
+    columns = (PRUNED_ENCODER,)
     version = "1"
     Params = AutoencoderPruneParams
     classifies = False
@@ -170,6 +180,7 @@ class CAENetPruning(EncodeNetAutoencoder):
 @register_method
 class PrunedEncodeNet(EncodeNet):
     name = "encodenet_pruned"
+    columns = (PRUNED_ENCODER,)
     version = "1"
     family = "training"
     Params = PrunedEncodeNetParams

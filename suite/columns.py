@@ -148,18 +148,23 @@ class MetricColumn:
     """A column declared by the method that records its metric (`ctx.record(metric=...)`), beside that code:
     `Method.columns = (MetricColumn("Int8 flow", "int8_flow"),)`. Registration adds it to the catalogue, so any
     table names it in its `columns`; a row whose cells do not record it shows `missing`. Numbers are the mean over
-    the row's finished seeds, formatted by `template`; anything else is the first seed's value."""
+    the row's finished seeds, formatted by `template`; anything else is the first seed's value. `show`, where a
+    figure reads more than one metric, formats the first finished seed's metrics that record `metric`."""
     name: str
     metric: str
     template: str = "{}"
     missing: str = "—"
+    show: Callable[[dict[str, Any]], str] | None = None
 
     def compute(self, rc: RowCells) -> str:
         if not rc.done:
             return ""
-        values = [r["metrics"][self.metric] for r in rc.done if r["metrics"].get(self.metric) is not None]
-        if not values:
+        recorded = [r["metrics"] for r in rc.done if r["metrics"].get(self.metric) is not None]
+        if not recorded:
             return self.missing
+        if self.show is not None:
+            return self.show(recorded[0])
+        values = [m[self.metric] for m in recorded]
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
         return self.template.format(statistics.fmean(values) if numeric else values[0])
 

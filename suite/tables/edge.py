@@ -87,6 +87,8 @@ def meets_slo(latency_ms: float | None, target_ms: float | None) -> str:
     return f"yes (≤ {target_ms:.3f} ms)" if latency_ms <= target_ms else f"no (> {target_ms:.3f} ms)"
 
 
+EXITS, PRUNED_ENCODER = "Exits (fraction)", "Pruned encoder"  # declared by methods early_exit and caenet_prune
+
 @register_table
 class EdgeTable(Table):
     name = "edge"
@@ -99,7 +101,7 @@ class EdgeTable(Table):
     options_help = "slo_ms=MS (or --slo-ms MS): latency target; default the paper's 20 ms (CIFAR-10) / 10 ms (MNIST)"
     columns = [C.LATENCY, "Speed-up vs ref", "Speed-up (reported, RPi4)", C.ENERGY, C.PARAMS, "Params (reported)",
                C.SIZE_MB, C.TOP1, C.N, C.VERDICT_DELTA, C.VERDICT, C.REPORTED, C.DELTA_REPORTED, "Meets SLO",
-               "Exits (fraction)", "Pruned encoder", C.TRAIN_COST]
+               EXITS, PRUNED_ENCODER, C.TRAIN_COST]
     relative = [Relative("Speed-up vs ref", "_latency_ms", "ratio", group_by=("Dataset",))] \
         + C.verdict_columns(group_by=("Dataset",))
 
@@ -175,18 +177,9 @@ class EdgeTable(Table):
                 rows += [row(text, cell(method, model, params), ref) for text, method, model, params, ref in CIFAR_EXTRA]
         return rows
 
-    def cell_columns(self, row, metrics, lookup):
-        fractions = metrics.get("exit_fractions")
-        pruned = "—"
-        if metrics.get("structural_ratio") is not None:
-            pruned = (f"{metrics['encoder_sparsity']:.0%} zeros, {metrics['structural_ratio']:.0%} of channels removed; "
-                      f"target {metrics['latency_target_ms']:.2f} ms " + ("met" if metrics["target_met"] else "not met"))
-        return {"Exits (fraction)": " / ".join(f"{f:.2f}" for f in fractions) if fractions else "—",
-                "Pruned encoder": pruned}
-
     def finalize(self, frame: pd.DataFrame) -> pd.DataFrame:
-        for column in ("Exits (fraction)", "Pruned encoder"):
-            frame[column] = frame[column].fillna("—") if column in frame else "—"
+        for column in (EXITS, PRUNED_ENCODER):  # the methods' columns: a dash on rows without them
+            frame[column] = frame[column].replace("", "—").fillna("—") if column in frame else "—"
         targets = slo_targets(frame)
         frame["_slo_target_ms"] = [targets.get(r["Dataset"]) for _, r in frame.iterrows()]
         frame["Meets SLO"] = [meets_slo(r["_latency_ms"], r["_slo_target_ms"]) for _, r in frame.iterrows()]
