@@ -113,6 +113,7 @@ def exits_of(params: BranchyNetParams, num_stages: int) -> tuple[int, ...]:
 
 
 class _EarlyExitBase(Method):
+    LATENCY_IMAGES: ClassVar[int] = 200  # real test images timed one at a time (the input decides the exit)
     def build_model(self, spec: CellSpec, info: DatasetInfo, params: BranchyNetParams) -> EarlyExitNet:
         base = super().build_model(spec, info, params)
         return EarlyExitNet(base, exits_of(params, base.num_stages), (info.in_chans, info.image_size, info.image_size),
@@ -131,7 +132,7 @@ class _EarlyExitBase(Method):
         for x, _ in iterate_batches(ctx.test.to(device), ctx.info, 1000, shuffle=False, augment=False):
             run(x)
         counts = model.exit_counts.tolist()
-        images = [x for x, _ in iterate_batches(ctx.test.subset(torch.arange(min(200, len(ctx.test)))).to(device),
+        images = [x for x, _ in iterate_batches(ctx.test.subset(torch.arange(min(self.LATENCY_IMAGES, len(ctx.test)))).to(device),
                                                 ctx.info, 1, shuffle=False, augment=False)]
         times = time_calls(run, images)
         return {**latency_stats(times), "latency_mean_ms": statistics.fmean(times),

@@ -117,6 +117,8 @@ def figure_name(spec: CellSpec, kind: str) -> str:
 
 
 class EncodeNetStage(Method):
+    PROBE_IMAGES: ClassVar[int] = 2000  # un-augmented training images the reconstruction error is measured on
+
     def make_params(self, overrides: dict[str, Any]) -> Any:
         params = super().make_params(overrides)
         # `auto` is resolved when the cell is planned, so the key names the features actually used
@@ -248,7 +250,7 @@ class EncodeNetAutoencoder(EncodeNetStage):
 
         recipe = ctx.recipe.scaled(epochs_scale, optimizer="adam", lr=p.ae_lr, weight_decay=0.0, schedule="cosine")
         result = ctx.fit(ae, losses=reconstruction, recipe=recipe, stage=stage, train=train)
-        probe = train.subset(torch.arange(min(2000, len(train))))
+        probe = train.subset(torch.arange(min(cls.PROBE_IMAGES, len(train))))
         mse = cls.reconstruction_error(ae, probe, ctx, target_of)
         ctx.record(recon_mse=mse, recon_mse_train_last_epoch=result.history[-1]["loss"] if result.history else None,
                    decoder_params=sum(q.numel() for q in ae.decoder.parameters()),

@@ -242,6 +242,7 @@ class EdgeTable(Table):
     def notes(self, opts: TableOptions) -> list[str]:
         from suite.plugins import get_method
 
+        early_exit = get_method("early_exit")  # its constants, read rather than restated
         prune = get_method("caenet_prune").Params()  # the pruned CAE-Net rows run at its defaults but the target
         notes = [
             ("SLO: " + (f"{self.slo_override:g} ms for every row (--slo-ms)" if self.slo_override is not None else
@@ -252,8 +253,9 @@ class EdgeTable(Table):
                "milliseconds."),
             "Energy: n/a wherever no meter is readable (no RAPL on this CPU, no NVML without a GPU); never estimated.",
             "BranchyNet: side exits after every stage but the last of the reference model, trained jointly with equal "
-            "loss weights from the trained reference for half its epochs; T is the softmax-entropy threshold (nats); "
-            "its latency is the expected one, as BranchyNet reports it: the mean over 200 real test images timed one at "
+            f"loss weights from the trained reference for {early_exit.Params.joint_epochs_scale:g}× its epochs; T is the "
+            "softmax-entropy threshold (nats); its latency is the expected one, as BranchyNet reports it: the mean over "
+            f"{early_exit.LATENCY_IMAGES} real test images timed one at "
             "a time (the input decides the exit, so the distribution is bimodal and its median describes neither "
             "mode), with the median and p90 beside it; its speed-up is against that mean. Exits are fractions of the "
             "test set per exit (first … last). The reported BranchyNet figures sit beside T = 0.1.",

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from suite import columns as C
+from suite.plugins import method_class
 from suite.reference import reported
 from suite.spec import CellSpec
 from suite.tables import Table, TableOptions, TableRow, register_table
@@ -99,7 +100,8 @@ class EncodeNetTable(Table):
             "frozen-encoder head epoch much less; see the train-cost wall clock).",
             "Features: `vgg16` = ImageNet VGG16 after conv13 (the paper's), used when its weights are cached; "
             "`baseline` = the trained baseline's penultimate embedding (offline fallback); `pixels` = PCA of pixels.",
-            "Recon MSE: autoencoder output vs its target, pixels in [0, 1], on 2,000 un-augmented training images.",
+            "Recon MSE: autoencoder output vs its target, pixels in [0, 1], on "
+            f"{method_class('encodenet_ae').PROBE_IMAGES:,} un-augmented training images.",
             "Reported figures (EncodeNet Table 2) come from 300-epoch baselines and a 500-epoch autoencoder on full "
             "CIFAR; compare them with `paper`-profile runs.",
         ]
@@ -167,7 +169,8 @@ class AblationTable(Table):
         notes = ["Reported Table 3 figures are ResNet18 on CIFAR-10; reported reconstruction losses (Table 1) are after "
                  "500 autoencoder epochs on CIFAR-10 (\"without clustering\" is read as one lowest-entropy target per "
                  "class).",
-                 "Recon MSE (ours): autoencoder output vs its own target on 2,000 un-augmented training images, pixels "
+                 "Recon MSE (ours): autoencoder output vs its own target on "
+                 f"{method_class('encodenet_ae').PROBE_IMAGES:,} un-augmented training images, pixels "
                  "in [0, 1]; the target=input row reconstructs the input, so its loss measures a different task."]
         if (model, dataset, opts.profile) == ("resnet20", "cifar10", "cpu"):
             from methods.encodenet import EncodeNetParams
