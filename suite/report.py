@@ -251,7 +251,7 @@ def compute_table(table: Table, opts: TableOptions, rows: list[TableRow], row_ce
     if VERDICT in frame.columns:
         md.insert(md.index(next(l for l in md if l.startswith("- Seeds:"))) + 1, verdict_line(frame[VERDICT]))
     md += ["", visible.to_markdown(index=False, disable_numparse=True)]
-    notes = table.notes(opts)
+    notes = table.notes(opts) + table.cell_notes(rows, row_cells)
     if notes:
         md += ["", "Notes:"] + [f"- {n}" for n in notes]
     return Rendering(frame, label_columns, long, md, rows, results, store.records(upstream_keys(results, store)))

@@ -166,6 +166,20 @@ def test_kd_table_warns_when_teacher_and_students_train_on_different_images():
                            "stratified 10,000-image subset")
 
 
+def test_kd_training_images_note_reads_the_planned_recipes_so_a_budget_shows_its_epochs():
+    """The note comes from the resolved cells (plan once): at a budget of 30 epochs the students' 30 are stated."""
+    from suite.plan import PlanOptions, Planner
+    from suite.spec import CellSpec
+    from suite.tables import TableOptions, get_table
+
+    table, opts = get_table("kd"), TableOptions(profile="cpu", dataset="synthetic_cifar10", methods=("kd",))
+    rows = [r for r in table.rows(opts) if r.spec is not None]
+    planner = Planner(options=PlanOptions(precision="fp32", budget="30"))
+    cells = [[planner.resolve(r.spec)] for r in rows]
+    (note,) = table.cell_notes(rows, cells)
+    assert "the students 30" in note and f"teacher trains {cells[0][0].recipe.epochs} epochs" in note
+
+
 def test_kd_table_gives_kendalls_tau_with_the_reported_ordering():
     """Constructed accuracies in RepDistiller's own order give tau = +1, in the reverse order -1 (issue 25/26)."""
     from suite.reference import reported

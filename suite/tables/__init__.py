@@ -90,6 +90,11 @@ class Table:
     def notes(self, opts: TableOptions) -> list[str]:
         return []
 
+    def cell_notes(self, rows: list[TableRow], row_cells: list[list[Any]]) -> list[str]:
+        """Notes read from the rows' resolved cells (suite.plan.ResolvedCell, one per seed): their recipes and
+        profiles as planned, never looked up again."""
+        return []
+
     def cell_columns(self, row: TableRow, metrics: dict[str, Any], lookup: Callable[[str], dict[str, Any]]) -> dict[str, str]:
         """Columns read from a row's stored metrics (its first finished seed); `lookup(key)` returns another
         cell's metrics (e.g. an upstream stage's chosen k)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from suite import columns as C
 from suite.distill import teacher_spec
 from suite.plugins import discover_methods
-from suite.profiles import PROFILES, Recipe, teacher_protocol
+from suite.profiles import Recipe
 from suite.reference import reported
 from suite.spec import CellSpec
 from suite.stats import rank_agreement
@@ -165,12 +165,18 @@ class KDTable(Table):
                  "Reported figures (CIFAR-100 only): EncodeNet Table 4 (ResNet110 → ResNet32, VGG16 → VGG8, run with "
                  "mdistiller), the RepDistiller / CRD README (ResNet56 → ResNet20, ResNet110 → ResNet32, ResNet32x4 → "
                  "ResNet8x4, VGG13 → VGG8) and mdistiller's README (KD, DKD); their protocols are in brackets."]
-        profile = PROFILES.get(opts.profile)
-        notes.append(training_images_note(profile.recipe("cifar", teacher_protocol("mdistiller")),
-                                          profile.recipe("cifar", "mdistiller")))
         if opts.dataset and opts.dataset != "cifar100":
             notes.append(f"Run on {opts.dataset} instead of CIFAR-100 (no reported figures apply).")
         return notes
+
+    def cell_notes(self, rows, row_cells):
+        """Which images each pair's teacher and student baseline trained on, from their planned recipes."""
+        by_pair: dict[str, dict] = {}
+        for row, cells in zip(rows, row_cells):
+            if row.role in ("teacher", "reference") and cells and row.spec.method != "pretrained":
+                by_pair.setdefault(row.labels["Pair"], {})[row.role] = cells[0].recipe
+        return list(dict.fromkeys(training_images_note(r["teacher"], r["reference"]) for r in by_pair.values()
+                                  if {"teacher", "reference"} <= set(r)))
 
 
 def training_images_note(teacher: Recipe, student: Recipe) -> str:
