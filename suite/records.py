@@ -161,7 +161,7 @@ def save_progress(records_file: Path, cells: list[ResolvedCell], store: Store, a
     from suite.report import upstream_keys, write_records
 
     results = [[store.get(c.key) for c in cells]]
-    records = merge_records(published_records(records_file), store.records(upstream_keys(results, store)))
+    records = merge_records(published_records(records_file), store.records(upstream_keys([cells], results)))
     records_file.parent.mkdir(parents=True, exist_ok=True)
     write_records(records_file, records)
     keep = needed_models(cells, store, artifacts)

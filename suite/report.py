@@ -21,19 +21,24 @@ from suite.store import Store
 from suite.tables import Table, TableOptions, TableRow
 
 
-def training_cost(store: Store, key: str, seen: set[str] | None = None) -> tuple[int, float]:
-    """Epochs and seconds of a cell plus everything it depended on (a teacher, a baseline), each counted once."""
-    seen = set() if seen is None else seen
-    if key in seen:
-        return 0, 0.0
-    seen.add(key)
-    row = store.get(key)
-    metrics = (row or {}).get("metrics") or {}
-    epochs, seconds = metrics.get("epochs_trained", 0), metrics.get("train_seconds", 0.0)
-    for dep_key in (metrics.get("deps") or {}).values():
-        e, s = training_cost(store, dep_key, seen)
-        epochs, seconds = epochs + e, seconds + s
+def training_cost(store: Store, cell: ResolvedCell) -> tuple[int, float]:
+    """Epochs and seconds of a cell plus everything it depended on (a teacher, a baseline), each counted once; the
+    dependencies are the resolved cell's, the figures the store's."""
+    epochs, seconds = 0, 0.0
+    for key in cell_and_upstream(cell):
+        metrics = stored_metrics(store, key)
+        epochs, seconds = epochs + metrics.get("epochs_trained", 0), seconds + metrics.get("train_seconds", 0.0)
     return epochs, seconds
+
+
+def cell_and_upstream(cell: ResolvedCell, seen: dict[str, None] | None = None) -> dict[str, None]:
+    """The cell's key and, depth first, every key it depends on (first seen first, each once)."""
+    seen = {} if seen is None else seen
+    if cell.key not in seen:
+        seen[cell.key] = None
+        for dep in cell.deps.values():
+            cell_and_upstream(dep, seen)
+    return seen
 
 
 def recipe_lines(row_cells: list[list[ResolvedCell]]) -> list[str]:
@@ -139,29 +144,22 @@ def stored_metrics(store: Store, key: str) -> dict[str, Any]:
     return (store.get(key) or {}).get("metrics") or {}
 
 
-def upstream_keys(results: list[list[dict | None]], store: Store) -> list[str]:
-    """The finished cells of the rows and, recursively, every cell they depended on (first seen first)."""
+def upstream_keys(row_cells: list[list[ResolvedCell]], results: list[list[dict | None]]) -> list[str]:
+    """The finished cells of the rows and, recursively, every cell they depend on as planned (first seen first)."""
     seen: dict[str, None] = {}
-
-    def visit(key: str) -> None:
-        if key not in seen:
-            seen[key] = None
-            for dep in (stored_metrics(store, key).get("deps") or {}).values():
-                visit(dep)
-
-    for rs in results:
-        for r in rs:
+    for cells, rs in zip(row_cells, results):
+        for cell, r in zip(cells, rs):
             if r and r["status"] == "done":
-                visit(r["key"])
+                cell_and_upstream(cell, seen)
     return list(seen)
 
 
-def copy_figures(table: Table, results: list[list[dict | None]], store: Store, artifacts: Path, out_dir: Path) -> list[Path]:
+def copy_figures(table: Table, keys: list[str], store: Store, artifacts: Path, out_dir: Path) -> list[Path]:
     """Copy the figures that the rows' cells and their upstream stages drew (recorded as metrics["figures"],
     files in each cell's artifact folder) next to the table, as `<table>_<figure>.png`. A figure whose cell
     has no artifacts here (a table re-rendered from its published records) keeps its published copy."""
     copied: dict[str, Path] = {}
-    for key in upstream_keys(results, store):
+    for key in keys:
         for name in stored_metrics(store, key).get("figures") or []:
             src, dst = artifacts / key / name, out_dir / f"{table.name}_{name}"
             if name in copied:
@@ -226,6 +224,7 @@ class Rendering:
     rows: list[TableRow]
     results: list[list[dict | None]]  # per row, its cells' store rows (one per seed)
     records: list[dict]  # the rows' finished cells and everything they depended on
+    upstream: list[str]  # those cells' keys (report.upstream_keys)
 
 
 def compute_table(table: Table, opts: TableOptions, rows: list[TableRow], row_cells: list[list[ResolvedCell]],
@@ -233,7 +232,8 @@ def compute_table(table: Table, opts: TableOptions, rows: list[TableRow], row_ce
     """The table for the rows' resolved cells (one per seed) as the store holds them now; writes nothing."""
     results = [[store.get(c.key) for c in cells] for cells in row_cells]
     shown = set(table.columns or DEFAULT)
-    lines = [{k: v for k, v in summarize(RowCells(row, rs, lambda key: training_cost(store, key))).items()
+    by_key = {c.key: c for cells in row_cells for c in cells}
+    lines = [{k: v for k, v in summarize(RowCells(row, rs, lambda key: training_cost(store, by_key[key]))).items()
               if k not in DECLARED or k in shown}  # a method's declared column only where a table names it
              for row, rs in zip(rows, results)]
     for row, rs, line in zip(rows, results, lines):
@@ -254,7 +254,8 @@ def compute_table(table: Table, opts: TableOptions, rows: list[TableRow], row_ce
     notes = table.notes(opts) + table.cell_notes(rows, row_cells)
     if notes:
         md += ["", "Notes:"] + [f"- {n}" for n in notes]
-    return Rendering(frame, label_columns, long, md, rows, results, store.records(upstream_keys(results, store)))
+    upstream = upstream_keys(row_cells, results)
+    return Rendering(frame, label_columns, long, md, rows, results, store.records(upstream), upstream)
 
 
 def render(table: Table, opts: TableOptions, rows: list[TableRow], row_cells: list[list[ResolvedCell]], store: Store,
@@ -277,7 +278,7 @@ def write_rendering(table: Table, opts: TableOptions, rendering: Rendering, stor
         check_no_loss(out_dir, table.name, opts.profile, frame, records, old_records)
         records = merge_records(old_records, records)
     out_dir.mkdir(parents=True, exist_ok=True)
-    figures = copy_figures(table, rendering.results, store, artifacts, out_dir) if artifacts is not None else []
+    figures = copy_figures(table, rendering.upstream, store, artifacts, out_dir) if artifacts is not None else []
     if figures:
         md += ["", "Figures (drawn by the cells above or their upstream stages):"]
         md += [f"- [{f.name}]({f.name})" for f in sorted(figures)]
