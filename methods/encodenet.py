@@ -330,8 +330,6 @@ class EncodeNet(EncodeNetStage):
         equal = sum(q.numel() for q in model.parameters()) == expected
         if self.keeps_baseline_params and not equal:
             raise RuntimeError("EncodeNet model's parameter count differs from the baseline's")
-        ae = ctx.deps["autoencoder"].metrics
-        targets_key = (ae.get("deps") or {}).get("targets")
-        ctx.record(recon_mse=ae.get("recon_mse"), params_equal_baseline=equal, equal_compute_scale=p.equal_compute_scale,
-                   upstream={"autoencoder": ctx.deps["autoencoder"].key, "targets": targets_key})
+        ctx.record(recon_mse=ctx.deps["autoencoder"].metrics.get("recon_mse"), params_equal_baseline=equal,
+                   equal_compute_scale=p.equal_compute_scale)
         return model

@@ -31,6 +31,16 @@ def training_cost(store: Store, cell: ResolvedCell) -> tuple[int, float]:
     return epochs, seconds
 
 
+def dependency_metrics(store: Store, cell: ResolvedCell, roles: tuple[str, ...]) -> dict[str, Any]:
+    """The stored metrics of the cell's dependency reached by `roles` (e.g. ("autoencoder", "targets")), as
+    planned; {} where the plan has no such dependency or it has not finished."""
+    for role in roles:
+        if role not in cell.deps:
+            return {}
+        cell = cell.deps[role]
+    return stored_metrics(store, cell.key)
+
+
 def cell_and_upstream(cell: ResolvedCell, seen: dict[str, None] | None = None) -> dict[str, None]:
     """The cell's key and, depth first, every key it depends on (first seen first, each once)."""
     seen = {} if seen is None else seen
@@ -236,10 +246,12 @@ def compute_table(table: Table, opts: TableOptions, rows: list[TableRow], row_ce
     lines = [{k: v for k, v in summarize(RowCells(row, rs, lambda key: training_cost(store, by_key[key]))).items()
               if k not in DECLARED or k in shown}  # a method's declared column only where a table names it
              for row, rs in zip(rows, results)]
-    for row, rs, line in zip(rows, results, lines):
-        done = [r for r in rs if r and r["status"] == "done"]
+    for row, cells, rs, line in zip(rows, row_cells, results, lines):
+        done = [(c, r) for c, r in zip(cells, rs) if r and r["status"] == "done"]
         if done:
-            line.update(table.cell_columns(row, done[0]["metrics"], lambda key: stored_metrics(store, key)))
+            cell, record = done[0]
+            line.update(table.cell_columns(row, record["metrics"],
+                                           lambda *roles, cell=cell: dependency_metrics(store, cell, roles)))
     frame = pd.DataFrame(lines)
     for relative in table.relative:
         frame = relative.apply(frame)

@@ -95,9 +95,10 @@ class Table:
         profiles as planned, never looked up again."""
         return []
 
-    def cell_columns(self, row: TableRow, metrics: dict[str, Any], lookup: Callable[[str], dict[str, Any]]) -> dict[str, str]:
-        """Columns read from a row's stored metrics (its first finished seed); `lookup(key)` returns another
-        cell's metrics (e.g. an upstream stage's chosen k)."""
+    def cell_columns(self, row: TableRow, metrics: dict[str, Any], lookup: Callable[..., dict[str, Any]]) -> dict[str, str]:
+        """Columns read from a row's stored metrics (its first finished seed); `lookup(*roles)` returns the metrics
+        of the dependency the plan reaches by those roles (e.g. `lookup("autoencoder", "targets")`: an upstream
+        stage's chosen k), {} where there is none."""
         return {}
 
     def plot(self, frame: "pd.DataFrame", opts: TableOptions, out_dir: Path) -> list[Path]:

@@ -33,7 +33,7 @@ def stage_params(profile: str) -> dict[str, Any]:
 
 def upstream_columns(metrics: dict[str, Any], lookup) -> dict[str, str]:
     """k, features and reconstruction MSE of an EncodeNet cell, read from its upstream stages."""
-    targets = lookup((metrics.get("upstream") or {}).get("targets") or "")
+    targets = lookup("autoencoder", "targets")
     recon = metrics.get("recon_mse")
     out = {"Recon MSE (ours)": f"{recon:.4f}" if recon is not None else "n/a"}
     if targets:
