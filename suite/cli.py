@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "NAME[key=value;...] sets its params; for --table compare the list of methods to put side by "
                         "side (the first is the reference)")
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
-                   help="a table option, e.g. --opt pairs=resnet56:resnet20 for `kd` (see --list)")
+                   help="a table option (each table's own are in --list), e.g. --opt pairs=resnet56:resnet20")
     p.add_argument("--budgets", default=None, metavar="B1,B2,...",
                    help="run the table at each training budget (N epochs, or xK times the profile's) and write "
                         "budget_<table>.md: each row's top-1 and verdict at every budget and whether the verdict holds")
@@ -110,9 +110,11 @@ def print_list() -> None:
             print(f"  --opt for {n}: {discover_tables().get(n).options_help}")
     methods = discover_methods()
     print("methods:  " + ", ".join(methods.names()))
-    for family in FAMILIES:  # the same methods by family: what each family table shows
+    for family in FAMILIES:  # the same methods by family, and the table showing every member (Table.family)
         members = [n for n in methods.names() if methods.get(n).family == family]
-        print(f"  {family} ({len(members)}): {', '.join(members)}")
+        shown_by = [n for n in discover_tables().names() if discover_tables().get(n).family == family]
+        print(f"  {family} ({len(members)}): {', '.join(members)}"
+              + (f" [every one in table {', '.join(shown_by)}]" if shown_by else ""))
     print("  distiller: also mdistiller:NAME, mdistiller's own distillers (when mdistiller is importable)")
     print("models:   " + ", ".join(model_names()) + ", timm:<any timm model>")
     print("datasets: " + ", ".join(DATASETS.names()))

@@ -38,15 +38,15 @@ if TYPE_CHECKING:
     from suite.spec import CellSpec
 
 
-# A family's contract (README, "Add a method"): what a member needs and which table shows every member.
+# A family's contract (README, "Add a method"): what a member needs. The table that shows every member says so
+# itself (`Table.family`).
 FAMILIES = {
     "baseline": "trains the registered model as it is (the reference of every other family)",
-    "distiller": "a student trained with a teacher's help: on suite.distill.Distiller, Params with `teacher`; table `kd`",
-    "compression": "starts from the trained `baseline` cell of its model (requires it) and makes it smaller or faster; "
-                   "table `compression`",
-    "attention": "changes a ResNet's blocks and trains it like the baseline; table `attention`",
+    "distiller": "a student trained with a teacher's help: on suite.distill.Distiller, Params with `teacher`",
+    "compression": "starts from the trained `baseline` cell of its model (requires it) and makes it smaller or faster",
+    "attention": "changes a ResNet's blocks and trains it like the baseline",
     "training": "changes how the same architecture is trained (EncodeNet, label smoothing, mixup, ...)",
-    "early_exit": "adds exits to a trained baseline and decides per input where to leave; table `edge`",
+    "early_exit": "adds exits to a trained baseline and decides per input where to leave",
 }
 
 
