@@ -32,7 +32,7 @@ def build_alexnet(num_classes: int, in_chans: int, hidden: int, dropout: float, 
     return StagedClassifier(nn.Identity(), stages, head)
 
 
-@register_model("alexnet")
+@register_model("alexnet", label="AlexNet")
 def alexnet(num_classes: int = 10, in_chans: int = 3, hidden: int = 1024, dropout: float = 0.5) -> StagedClassifier:
     return build_alexnet(num_classes, in_chans, hidden, dropout)
 

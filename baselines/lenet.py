@@ -23,7 +23,7 @@ def build_lenet5(num_classes: int, in_chans: int, width: float = 1.0) -> StagedC
     return StagedClassifier(nn.Identity(), stages, head)
 
 
-@register_model("lenet5")
+@register_model("lenet5", label="LeNet-5")
 def lenet5(num_classes: int = 10, in_chans: int = 1) -> StagedClassifier:
     return build_lenet5(num_classes, in_chans)
 

@@ -30,7 +30,7 @@ class InvertedResidual(nn.Module):
         return x + out if self.residual else out
 
 
-@register_model("mobilenetv2")
+@register_model("mobilenetv2", label="MobileNetV2")
 def mobilenetv2(num_classes: int = 10, in_chans: int = 3, last_channels: int = 1280) -> StagedClassifier:
     stem = nn.Sequential(*_conv_bn(in_chans, 32, 3))
     stages, cin = [], 32

@@ -58,7 +58,7 @@ def build_cifar_resnet(depth: int, widths: tuple[int, ...], num_classes: int, in
 def _make(depth: int, widths: tuple[int, ...], suffix: str = "") -> None:
     name = f"resnet{depth}{suffix}"
 
-    @register_model(name)
+    @register_model(name, label=name.replace("resnet", "ResNet"))
     def factory(num_classes: int = 10, in_chans: int = 3, attn_layer=None) -> StagedClassifier:
         return build_cifar_resnet(depth, widths, num_classes, in_chans, attn_layer)
 

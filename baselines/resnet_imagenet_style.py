@@ -23,7 +23,7 @@ def cifar_stem_resnet(timm_name: str, num_classes: int, in_chans: int, **timm_kw
 
 
 def _make(name: str) -> None:
-    @register_model(name)
+    @register_model(name, label=name.replace("resnet", "ResNet"))
     def factory(num_classes: int = 10, in_chans: int = 3, attn_layer=None, **timm_kwargs) -> StagedClassifier:
         if attn_layer is not None:  # timm builds it in every block, after bn3 (bn2 in basic blocks), before the add
             timm_kwargs["block_args"] = {**timm_kwargs.get("block_args", {}), "attn_layer": attn_layer}

@@ -43,7 +43,7 @@ def build_vgg(config: list[list[int]], num_classes: int, in_chans: int) -> Stage
 
 
 def _make(name: str) -> None:
-    @register_model(name, revision=LAYOUT_REVISION)
+    @register_model(name, revision=LAYOUT_REVISION, label=name.upper())
     def factory(num_classes: int = 10, in_chans: int = 3) -> StagedClassifier:
         return build_vgg(CONFIGS[name], num_classes, in_chans)
 

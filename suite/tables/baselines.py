@@ -1,6 +1,7 @@
 """Table `baselines`: every baseline model on its datasets with parameters, size, latency and accuracy."""
 from __future__ import annotations
 
+from baselines import model_label
 from suite.data import DATASETS
 from suite.profiles import dataset_family
 from suite.reference import Reported, reported
@@ -8,11 +9,6 @@ from suite.spec import CellSpec
 from suite.tables import Table, TableOptions, TableRow, register_table
 
 DATASET_LABELS = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
-MODEL_LABELS = {"lenet5": "LeNet-5", "alexnet": "AlexNet", "vgg8": "VGG8", "vgg16": "VGG16", "resnet18": "ResNet18",
-                "resnet20": "ResNet20", "resnet32": "ResNet32", "resnet50": "ResNet50", "resnet110": "ResNet110",
-                "mobilenetv2": "MobileNetV2", "resnet56": "ResNet56", "resnet8x4": "ResNet8x4", "resnet32x4": "ResNet32x4",
-                "vgg13": "VGG13", "resnet8": "ResNet8"}
-
 # (dataset, model) rows per profile; `cpu` keeps what a 2-core machine trains in about 70 minutes
 # (AlexNet ~40 min at ~130 img/s, VGG8 ~17 min, ResNet20 ~12 min, both LeNet-5 rows ~1 min).
 ROWS = {
@@ -72,7 +68,7 @@ class BaselinesTable(Table):
 
     def rows(self, opts: TableOptions) -> list[TableRow]:
         pairs = on_dataset(ROWS.get(opts.profile, ROWS["cpu"]), opts.dataset)
-        return [TableRow({"Dataset": label(d, DATASET_LABELS), "Model": label(m, MODEL_LABELS)},
+        return [TableRow({"Dataset": label(d, DATASET_LABELS), "Model": model_label(m)},
                          CellSpec.make("baseline", m, d, opts.profile), reported_top1(d, m))
                 for d, m in pairs]
 

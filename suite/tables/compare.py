@@ -20,7 +20,7 @@ from suite.tables import (
     parse_methods,
     register_table,
 )
-from suite.tables.baselines import MODEL_LABELS, label
+from baselines import model_label
 
 
 @register_table
@@ -65,7 +65,7 @@ class CompareTable(Table):
                 teacher = method.make_params(params).teacher
                 if teacher not in teachers_shown:  # the teacher the distillers learn from, for the reader (its own cell)
                     student = CellSpec.make(choice.name, opts.extra.get('model'), dataset, opts.profile, params=params)
-                    rows.append(TableRow({"Method": f"Teacher {label(teacher, MODEL_LABELS)} (baseline)"},
+                    rows.append(TableRow({"Method": f"Teacher {model_label(teacher)} (baseline)"},
                                          teacher_spec(student, teacher), role="teacher"))
                     teachers_shown.add(teacher)
             text = method_label(choice.name, choice.params)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from baselines import model_label
 from suite import columns as C
 from suite.columns import Relative
 from suite.reference import reported
@@ -153,7 +154,7 @@ class EdgeTable(Table):
                 return CellSpec.make(method, model, dataset, opts.profile, params=params,
                                      protocol=protocol or PROTOCOL[half])
 
-            ref_name = label(ref_model, {"lenet5": "LeNet-5", "alexnet": "AlexNet"})
+            ref_name = model_label(ref_model)
             rows += [
                 row(f"{ref_name} (reference)", cell("baseline", ref_model), prefix, role="reference"),
                 row(f"{ref_name}-KD ({student}, distilled from {ref_model})",

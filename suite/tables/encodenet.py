@@ -17,7 +17,8 @@ from suite.plugins import method_class
 from suite.reference import reported
 from suite.spec import CellSpec
 from suite.tables import Table, TableOptions, TableRow, register_table
-from suite.tables.baselines import DATASET_LABELS, MODEL_LABELS, label, on_dataset
+from baselines import model_label
+from suite.tables.baselines import DATASET_LABELS, label, on_dataset
 
 PAIRS = {
     "paper": [(d, m) for d in ("cifar10", "cifar100") for m in ("vgg8", "vgg16", "resnet18", "resnet20")],
@@ -65,7 +66,7 @@ class EncodeNetTable(Table):
         scale = round(EncodeNetParams(**params).equal_compute_scale, 3)  # a readable cell label (2.333)
         rows = []
         for dataset, model in on_dataset(PAIRS.get(opts.profile, PAIRS["cpu"]), opts.dataset):
-            labels = {"Dataset": label(dataset, DATASET_LABELS), "Model": label(model, MODEL_LABELS)}
+            labels = {"Dataset": label(dataset, DATASET_LABELS), "Model": model_label(model)}
             ref = (lambda col: [r] if (r := reported("encodenet", "T2", model, f"{dataset}_{col}", optional=True)) else [])
             rows += [
                 TableRow({**labels, "Setup": "Baseline"}, CellSpec.make("baseline", model, dataset, opts.profile),
@@ -151,7 +152,7 @@ class AblationTable(Table):
                 spec = CellSpec.make(method, m, dataset, opts.profile, params=None if params is None else {**base, **params})
                 t3 = reported("encodenet", "T3", t3_row, "top1") if (m, dataset) == ("resnet18", "cifar10") else None
                 t1 = reported("encodenet", "T1", m, t1_col) if t1_col and dataset == "cifar10" else None
-                rows.append(TableRow({"Model": label(m, MODEL_LABELS), "Setup": text}, spec, [t3] if t3 else [],
+                rows.append(TableRow({"Model": model_label(m), "Setup": text}, spec, [t3] if t3 else [],
                                      {"Recon MSE (reported)": f"{t1.value:g}" + (f" ({t1.note})" if t1.note else "")
                                       if t1 else "—"}, role="reference" if method == "baseline" else ""))
         return rows

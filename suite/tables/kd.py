@@ -15,7 +15,7 @@ from suite.reference import reported
 from suite.spec import CellSpec
 from suite.stats import rank_agreement
 from suite.tables import Table, TableOptions, TableRow, method_label, register_table
-from suite.tables.baselines import MODEL_LABELS, label
+from baselines import model_label
 
 PAPER_PAIRS = [("resnet110", "resnet32"), ("vgg16", "vgg8")]  # EncodeNet Table 4
 CPU_PAIRS = [("resnet56", "resnet20")]  # an mdistiller pair a 2-core machine can train (ResNet110 runs ~60 img/s)
@@ -86,7 +86,7 @@ class KDTable(Table):
         # optional: each source's table covers some of the distillers and pairs only
         refs = [reported(*source, method, f"{teacher}_{student}", optional=True) for source in REPORTED_SOURCES] \
             if dataset == "cifar100" else []
-        pair = f"{label(teacher, MODEL_LABELS)} → {label(student, MODEL_LABELS)}"
+        pair = f"{model_label(teacher)} → {model_label(student)}"
         return TableRow({"Method": text, "Pair": pair}, spec, [r for r in refs if r], **kw)
 
     def method_rows(self, opts: TableOptions, method: str, params: dict) -> list[TableRow]:
@@ -141,7 +141,7 @@ class KDTable(Table):
 
                     path = row.spec.params_dict["checkpoint"]
                     source = f", loaded from {path} (sha256 {file_sha256(path)[:12]}), not trained here"
-                out.append(f"{name} {label(row.spec.model, MODEL_LABELS)} ({row.labels['Pair']}): top-1 {line[C.TOP1]} %"
+                out.append(f"{name} {model_label(row.spec.model)} ({row.labels['Pair']}): top-1 {line[C.TOP1]} %"
                            f" (n = {line[C.N]}){source}")
         out += rank_agreement_lines(rows, lines)
         for pair, acc in by_pair.items():

@@ -21,7 +21,8 @@ from suite import columns as C
 from suite.columns import Relative
 from suite.spec import CellSpec
 from suite.tables import Table, TableOptions, TableRow, register_table
-from suite.tables.baselines import DATASET_LABELS, MODEL_LABELS, label
+from baselines import model_label
+from suite.tables.baselines import DATASET_LABELS
 
 RATIOS = (2, 4, 8, 16, 32)
 PAIRS = {"smoke": [("lenet5", "mnist"), ("resnet8", "cifar10")], "cpu": [("lenet5", "mnist"), ("resnet20", "cifar10")],
@@ -71,7 +72,7 @@ class PruningTable(Table):
         rows = []
         for model, dataset in PAIRS.get(opts.profile, PAIRS["cpu"]):
             dataset = opts.dataset or dataset
-            pair = f"{label(model, MODEL_LABELS)} / {DATASET_LABELS.get(dataset, dataset)}"
+            pair = f"{model_label(model)} / {DATASET_LABELS.get(dataset, dataset)}"
             rows.append(TableRow({"Pair": pair, "Method": "Dense baseline", "Ratio (asked)": "1×"},
                                  CellSpec.make("baseline", model, dataset, opts.profile), role="reference"))
             # the control: the dense baseline fine-tuned exactly like every pruned row (sparsity 0)
