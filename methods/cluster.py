@@ -21,8 +21,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from suite.compress import baseline_dependency, compressible_layers, finetune_recipe
-from suite.plugins import Method, NON_NEGATIVE, register_method
+from suite.compress import CompressionMethod, compressible_layers, finetune_recipe
+from suite.plugins import NON_NEGATIVE, register_method
 
 
 class SharedWeights(nn.Module):
@@ -73,15 +73,13 @@ def clustered_size_bytes(model: nn.Module, bits: int) -> int:
 
 
 @register_method
-class WeightClustering(Method):
+class WeightClustering(CompressionMethod):
     name = "cluster"
     version = "2"  # 2: centroid gradient averaged over its members (was summed)
     family = "compression"
     Params = ClusterParams
     description = "k-means weight sharing (2^bits values per layer) with centroid fine-tuning"
 
-    def requires(self, spec, params):
-        return baseline_dependency(spec)
 
     def run(self, ctx):
         model = ctx.deps["baseline"].load_model(ctx.device)

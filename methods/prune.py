@@ -30,9 +30,9 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from suite.compress import (baseline_dependency, compressible_layers, finetune_recipe, gzip_size, prunable_layers,
+from suite.compress import (CompressionMethod, compressible_layers, finetune_recipe, gzip_size, prunable_layers,
                             sparsity_for_compression, weight_sparsity)
-from suite.plugins import Method, NON_NEGATIVE, register_method
+from suite.plugins import NON_NEGATIVE, register_method
 
 
 @dataclass(frozen=True)
@@ -112,15 +112,13 @@ def bake_masks(model: nn.Module) -> None:
 
 
 @register_method
-class MagnitudePruning(Method):
+class MagnitudePruning(CompressionMethod):
     name = "prune"
     version = "2"  # 2: classifier exempt, `compression` as ShrinkBench (1 pruned the classifier)
     family = "compression"
     Params = PruneParams
     description = "unstructured pruning by magnitude or at random (constant or gradual) with fine-tuning"
 
-    def requires(self, spec, params):
-        return baseline_dependency(spec)
 
     def run(self, ctx):
         p = ctx.params

@@ -30,9 +30,9 @@ import torch
 from torch import nn
 
 from suite.columns import MetricColumn
-from suite.compress import baseline_dependency, finetune_recipe, quantized_parameter_count
+from suite.compress import CompressionMethod, finetune_recipe, quantized_parameter_count
 from suite.data import iterate_batches
-from suite.plugins import AT_LEAST_1, Method, NON_NEGATIVE, POSITIVE, register_method
+from suite.plugins import AT_LEAST_1, NON_NEGATIVE, POSITIVE, register_method
 
 PT2E_FLOW = "pt2e (torchao X86InductorQuantizer, inductor-compiled)"
 FX_FLOW = "torch.ao FX (x86/fbgemm)"
@@ -164,7 +164,7 @@ def int8_model(model: nn.Module, p: QuantizeParams, info, prepared_hook=None) ->
 
 
 @register_method
-class Quantization(Method):
+class Quantization(CompressionMethod):
     name = "quantize"
     columns = (MetricColumn("Int8 flow", "int8_flow"),)  # which flow made the int8 model (recorded in run)
     version = "1"
@@ -178,8 +178,9 @@ class Quantization(Method):
         params = super().make_params(overrides)
         return dataclasses.replace(params, flow=resolve_flow(params))  # the key names the flow that runs
 
-    def requires(self, spec, params):
-        return baseline_dependency(spec)
+    def finetune_fraction(self, params) -> float:
+        return params.qat_fraction if params.mode == "qat" else 0.0  # dynamic and static train nothing
+
 
     def run(self, ctx):
         p = ctx.params

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from suite.compress import baseline_dependency, finetune_recipe, load_shaped
-from suite.plugins import Method, NON_NEGATIVE, register_method
+from suite.compress import CompressionMethod, finetune_recipe, load_shaped
+from suite.plugins import NON_NEGATIVE, register_method
 
 
 @dataclass(frozen=True)
@@ -31,15 +31,13 @@ class StructuredPruneParams:
 
 
 @register_method
-class StructuredPruning(Method):
+class StructuredPruning(CompressionMethod):
     name = "structured_prune"
     version = "1"
     family = "compression"
     Params = StructuredPruneParams
     description = "channel pruning with Torch-Pruning (L2 magnitude or random), then fine-tuning"
 
-    def requires(self, spec, params):
-        return baseline_dependency(spec)
 
     def run(self, ctx):
         import torch_pruning as tp

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from suite.measure import state_dict_bytes
+from suite.plugins import Method
 from suite.profiles import Recipe
 from suite.spec import CellSpec
 
@@ -14,6 +15,21 @@ from suite.spec import CellSpec
 def baseline_dependency(spec: CellSpec) -> dict[str, CellSpec]:
     """Compression starts from the trained baseline of the same model, data, profile and seed."""
     return {"baseline": spec.baseline()}
+
+
+class CompressionMethod(Method):
+    """A compression plugin: starts from the trained baseline cell of its model and only fine-tunes it, for
+    `finetune_fraction(params)` of the recipe's epochs (Params.finetune_fraction unless it says otherwise)."""
+    family = "compression"
+
+    def requires(self, spec, params):
+        return baseline_dependency(spec)
+
+    def finetune_fraction(self, params) -> float:
+        return params.finetune_fraction
+
+    def estimated_epochs(self, recipe: Recipe, params) -> float:
+        return recipe.epochs * self.finetune_fraction(params)
 
 
 def finetune_recipe(recipe: Recipe, fraction: float, lr_scale: float = 1.0) -> Recipe:

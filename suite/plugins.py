@@ -95,7 +95,7 @@ class Method:
 
     def estimated_epochs(self, recipe: "Recipe", params: Any) -> float:
         """Full training epochs' worth of compute this cell costs (for `--dry-run` estimates only)."""
-        return recipe.epochs * getattr(params, "finetune_fraction", 1.0)  # compression plugins only fine-tune
+        return float(recipe.epochs)
 
     def key_inputs(self, params: Any) -> dict[str, str]:
         """Content hashes of the files a cell reads besides its data and dependencies (a teacher checkpoint):
