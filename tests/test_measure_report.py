@@ -69,7 +69,7 @@ def test_report_renders_seeds_reported_failures_and_pending(tmp_path):
 
     def cell(key):  # what the report reads of a resolved cell
         return SimpleNamespace(key=key, spec=spec, recipe=Recipe(epochs=3, batch_size=8, lr=0.1),
-                               info=DATASETS.get("mnist"), precision="fp32")
+                               info=DATASETS.get("mnist"), precision="fp32", deps={})
 
     row_cells = [[cell("a0"), cell("a1")], [cell("b0"), cell("never")], []]
     md_path, csv_path = render(T(), TableOptions(profile="cpu", seeds=2), rows, row_cells, store, tmp_path / "cpu")
@@ -112,7 +112,7 @@ def test_rows_with_a_reference_get_the_difference_interval_and_verdict(tmp_path)
 
     def cell(key):
         return SimpleNamespace(key=key, spec=spec, recipe=Recipe(epochs=1, batch_size=8, lr=0.1),
-                               info=DATASETS.get("mnist"), precision="fp32")
+                               info=DATASETS.get("mnist"), precision="fp32", deps={})
 
     class T(Table):
         name, title, description = "v", "Verdicts", "constructed seeds"
