@@ -43,10 +43,10 @@ from methods.encodenet import (
 )
 from methods.prune import bake_masks, prune_to
 from suite.autoencoder import ConvertingAutoencoder
+from suite.columns import MetricColumn
 from suite.compress import compressible_layers, load_shaped, weight_sparsity
 from suite.context import CellContext
 from suite.measure import batch1_latency, count_flops
-from suite.columns import MetricColumn
 from suite.plugins import Method, NON_NEGATIVE, POSITIVE, register_method
 from suite.spec import CellSpec
 

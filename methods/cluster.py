@@ -80,7 +80,6 @@ class WeightClustering(CompressionMethod):
     Params = ClusterParams
     description = "k-means weight sharing (2^bits values per layer) with centroid fine-tuning"
 
-
     def run(self, ctx):
         model = ctx.deps["baseline"].load_model(ctx.device)
         layers = cluster_model(model, ctx.params.bits)

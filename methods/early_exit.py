@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from suite.context import CellContext
 from suite.columns import MetricColumn
+from suite.context import CellContext
 from suite.data import DatasetInfo, iterate_batches
 from suite.measure import latency_stats, time_calls
 from suite.modes import eval_mode
@@ -114,13 +114,13 @@ def exits_of(params: BranchyNetParams, num_stages: int) -> tuple[int, ...]:
 
 class _EarlyExitBase(Method):
     LATENCY_IMAGES: ClassVar[int] = 200  # real test images timed one at a time (the input decides the exit)
+    columns = (MetricColumn("Exits (fraction)", "exit_fractions",
+                            show=lambda m: " / ".join(f"{f:.2f}" for f in m["exit_fractions"])),)
+
     def build_model(self, spec: CellSpec, info: DatasetInfo, params: BranchyNetParams) -> EarlyExitNet:
         base = super().build_model(spec, info, params)
         return EarlyExitNet(base, exits_of(params, base.num_stages), (info.in_chans, info.image_size, info.image_size),
                             params.branch_width, getattr(params, "threshold", 0.0))
-
-    columns = (MetricColumn("Exits (fraction)", "exit_fractions",
-                            show=lambda m: " / ".join(f"{f:.2f}" for f in m["exit_fractions"])),)
 
     @torch.no_grad()
     def measure(self, ctx: CellContext, model: nn.Module, metrics: dict[str, Any]) -> dict[str, Any]:

@@ -119,7 +119,6 @@ class MagnitudePruning(CompressionMethod):
     Params = PruneParams
     description = "unstructured pruning by magnitude or at random (constant or gradual) with fine-tuning"
 
-
     def run(self, ctx):
         p = ctx.params
         model = ctx.deps["baseline"].load_model(ctx.device)

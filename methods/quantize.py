@@ -181,7 +181,6 @@ class Quantization(CompressionMethod):
     def finetune_fraction(self, params) -> float:
         return params.qat_fraction if params.mode == "qat" else 0.0  # dynamic and static train nothing
 
-
     def run(self, ctx):
         p = ctx.params
 

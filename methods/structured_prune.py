@@ -38,7 +38,6 @@ class StructuredPruning(CompressionMethod):
     Params = StructuredPruneParams
     description = "channel pruning with Torch-Pruning (L2 magnitude or random), then fine-tuning"
 
-
     def run(self, ctx):
         import torch_pruning as tp
 

@@ -69,7 +69,17 @@ class ResolvedCell:
 
     def upstream_keys(self) -> set[str]:
         """Keys of every cell this one needs, transitively."""
-        return set().union(*({d.key} | d.upstream_keys() for d in self.deps.values())) if self.deps else set()
+        return set(cell_and_upstream(self)) - {self.key}
+
+
+def cell_and_upstream(cell: ResolvedCell, seen: dict[str, None] | None = None) -> dict[str, None]:
+    """The cell's key and, depth first, every key it depends on (first seen first, each once)."""
+    seen = {} if seen is None else seen
+    if cell.key not in seen:
+        seen[cell.key] = None
+        for dep in cell.deps.values():
+            cell_and_upstream(dep, seen)
+    return seen
 
 
 def recipe_of(spec: CellSpec) -> Recipe:

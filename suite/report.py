@@ -14,7 +14,7 @@ import pandas as pd
 
 from suite.columns import DECLARED, DEFAULT, VERDICT, RowCells, pivot_wide, summarize
 from suite.numerics import describe
-from suite.plan import ResolvedCell
+from suite.plan import ResolvedCell, cell_and_upstream
 from suite.records import merge_records, published_records
 from suite.profiles import PROFILES, dataset_family
 from suite.store import Store
@@ -39,16 +39,6 @@ def dependency_metrics(store: Store, cell: ResolvedCell, roles: tuple[str, ...])
             return {}
         cell = cell.deps[role]
     return stored_metrics(store, cell.key)
-
-
-def cell_and_upstream(cell: ResolvedCell, seen: dict[str, None] | None = None) -> dict[str, None]:
-    """The cell's key and, depth first, every key it depends on (first seen first, each once)."""
-    seen = {} if seen is None else seen
-    if cell.key not in seen:
-        seen[cell.key] = None
-        for dep in cell.deps.values():
-            cell_and_upstream(dep, seen)
-    return seen
 
 
 def recipe_lines(row_cells: list[list[ResolvedCell]]) -> list[str]:

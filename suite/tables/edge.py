@@ -90,6 +90,7 @@ def meets_slo(latency_ms: float | None, target_ms: float | None) -> str:
 
 EXITS, PRUNED_ENCODER = "Exits (fraction)", "Pruned encoder"  # declared by methods early_exit and caenet_prune
 
+
 @register_table
 class EdgeTable(Table):
     name = "edge"
