@@ -156,19 +156,46 @@ def estimate_seconds(cell: ResolvedCell, device_type: str) -> float:
     return cell.method.estimated_epochs(cell.recipe, cell.params) * n_train * per_image
 
 
+def measured_over_modelled(runner: Runner, plan: TablePlan) -> dict[str | None, float]:
+    """How far the FLOPs model is off on this machine, read from the plan's finished cells: the median of
+    measured core-seconds over modelled ones, per method (key None: over all of them). The model knows nothing of a
+    teacher's forward passes, a contrastive memory or data loading; the finished cells do."""
+    import statistics
+
+    ratios: dict[str | None, list[float]] = {}
+    for cell in plan.cells:
+        row = runner.store.get(cell.key)
+        if not row or row["status"] != "done" or cell.force:
+            continue
+        metrics, threads = row["metrics"] or {}, (row["env"] or {}).get("threads") or 2
+        # a cell resumed from its checkpoint ran little wall clock; its stages still say what training cost
+        seconds = max(metrics.get("cell_seconds") or 0.0, metrics.get("train_seconds") or 0.0)
+        if not seconds or not cell.method.estimated_epochs(cell.recipe, cell.params):
+            continue  # an untrained cell (a copy, an evaluation) says nothing about training speed
+        ratio = seconds * threads / (2 * estimate_seconds(cell, runner.device.type))  # the model's unit: 2 cores
+        for key in (cell.spec.method, None):
+            ratios.setdefault(key, []).append(ratio)
+    return {key: statistics.median(values) for key, values in ratios.items()}
+
+
 def dry_run(runner: Runner, plan: TablePlan) -> None:
+    scale = measured_over_modelled(runner, plan)
     total = 0.0
     print(f"== {plan.table.name}")
     for cell in plan.cells:
         row = runner.store.get(cell.key)
         state = "cached" if row and row["status"] == "done" and not cell.force else "to train"
-        est = 0.0 if state == "cached" else estimate_seconds(cell, runner.device.type)
+        est = 0.0 if state == "cached" else \
+            estimate_seconds(cell, runner.device.type) * scale.get(cell.spec.method, scale.get(None, 1.0))
         total += est
         deps = ", ".join(f"{role}={d.spec.model}" for role, d in cell.deps.items()) or "-"
         data = "" if cell.data_fingerprint else f"  [{cell.data_error}]"
         print(f"{cell.key[:10]}  {state:8s}  ~{fmt_duration(est):>8s}  {cell.label}  needs: {deps}{data}")
+    basis = "rough, from FLOPs" if None not in scale else \
+        (f"from FLOPs, scaled by this plan's finished cells (measured/modelled: {scale[None]:.1f}× over all; "
+         "per method where it has some)")
     print(f"{len(plan.cells)} cells; estimated {fmt_duration(total)} on {runner.device.type} in {runner.precision} "
-          "(rough, from FLOPs)")
+          f"with every core busy ({basis})")
 
 
 def remeasure(runner: Runner, plan: TablePlan, args, opts: TableOptions) -> int:

@@ -34,6 +34,25 @@ def test_dry_run_trains_nothing(run_dir, capsys):
     assert not run_dir["out"].exists()
 
 
+def test_dry_run_scales_its_estimate_by_the_plans_finished_cells(run_dir, capsys, monkeypatch):
+    """The FLOPs model is rough (it knows no teacher, no data loading); a plan with finished cells measures how rough
+    on this machine, so a continued campaign is estimated from its own cells."""
+    import suite.cli
+    from suite.columns import fmt_duration
+    from suite.store import Store
+
+    args = ["--table", "baselines", "--profile", "smoke", "--dataset", "synthetic_mnist"]
+    assert cli(run_dir, *args) == 0
+    (row,) = [r for r in Store(run_dir["store"]).rows() if r["status"] == "done"]
+    core_seconds = max(row["metrics"]["cell_seconds"], row["metrics"]["train_seconds"]) * row["env"]["threads"]
+    monkeypatch.setattr(suite.cli, "estimate_seconds", lambda cell, device_type: 100.0)
+    capsys.readouterr()
+    assert cli(run_dir, *args, "--seeds", "3", "--dry-run") == 0
+    out = capsys.readouterr().out
+    # two cells to train, each modelled at 100 s and scaled by measured/modelled = core_seconds / (2 cores * 100 s)
+    assert f"estimated {fmt_duration(core_seconds)} " in out and "scaled by this plan's finished cells" in out, out
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--table", "nosuch"], "unknown table 'nosuch'; valid: .*baselines"),
     (["--table", "baselines", "--profile", "fast"], "unknown profile 'fast'; valid: cpu, paper, smoke"),
