@@ -64,6 +64,12 @@ def software_line(env: dict) -> str:
     return f"torch {env['torch']}, {named}, Python {env['python']}"
 
 
+def counted(values: list[str]) -> list[str]:
+    """Distinct values, each with how many cells had it when there is more than one ("a (3 cells)")."""
+    counts = {v: values.count(v) for v in sorted(set(values))}
+    return list(counts) if len(counts) < 2 else [f"{v} ({n} cell{'s' * (n > 1)})" for v, n in counts.items()]
+
+
 def verdict_line(verdicts: pd.Series) -> str:
     tested = int(verdicts.astype(str).str.contains(r"\(q [=<] ").sum())
     if tested == 0:
@@ -98,10 +104,13 @@ def header_lines(table: Table, opts: TableOptions, rows: list[TableRow], results
                                                      if r["spec"]["dataset"] == d}, reverse=True))
         data_lines.append(f"{d}: fingerprint {m['data_fingerprint']}, {canon}; train {trains}, test {m['test_size']} images"
                           + (" (by recipe, see above)" if "/" in trains else ""))
-    devices = sorted({e["device"] for e in envs}) or ["not run"]
+    devices = counted([e["device"] for e in envs]) or ["not run"]
     versions = sorted({software_line(e) for e in envs})
-    commits = sorted({e["commit"] for e in envs})
-    if any(c.endswith("+dirty") for c in commits):
+    commits = counted([e["commit"] for e in envs])
+    if len(commits) > 1:  # one table, trained over several sessions: why the older cells still stand
+        commits.append("(the cells trained across sessions: a cell keeps its key and record from commit to commit "
+                       "until its method's version, its recipe, its data or a dependency changes)")
+    if any(e["commit"].endswith("+dirty") for e in envs):
         commits.append("(+dirty: the checkout had uncommitted changes to tracked files when those cells ran)")
     numerics = sorted({e["numerics"] for e in envs}) or precisions
     timers = {r["metrics"].get("latency_timer", "a time.perf_counter loop") for r in done}

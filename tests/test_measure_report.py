@@ -52,9 +52,9 @@ def test_report_renders_seeds_reported_failures_and_pending(tmp_path):
             "test_size": 10, "deps": {}}
     env = {"device": "test CPU", "torch": "x", "timm": "y", "python": "z", "commit": "abc", "numerics": "fp32"}
     spec = CellSpec.make("baseline", "lenet5", "mnist", "smoke")
-    for key, top1 in (("a0", 90.0), ("a1", 92.0)):
+    for key, top1, commit in (("a0", 90.0, "abc"), ("a1", 92.0, "def")):  # two sessions, two commits
         store.claim(key, spec.as_dict())
-        store.finish(key, {**base, "top1": top1}, env)
+        store.finish(key, {**base, "top1": top1}, {**env, "commit": commit})
     store.fail("b0", spec.as_dict(), "RuntimeError: boom")
     rows = [TableRow({"Model": "A"}, spec, [Reported(95.0, "encodenet", "T2", "")]),
             TableRow({"Model": "B"}, spec), TableRow({"Model": "C"}, None)]
@@ -76,7 +76,8 @@ def test_report_renders_seeds_reported_failures_and_pending(tmp_path):
     md = md_path.read_text()
     assert "91.00 ± 1.41" in md and "95.00 [encodenet T2; epoch ?, runs ?]" in md and "-4.00" in md
     assert "failed: RuntimeError: boom" in md and "pending (plugin not available yet)" in md
-    assert "NOT canonical" in md and "Seeds: 2" in md and "test CPU" in md
+    assert "NOT canonical" in md and "Seeds: 2" in md and "test CPU" in md and "test CPU (" not in md  # one device
+    assert "commit abc (1 cell), def (1 cell), (the cells trained across sessions: a cell keeps its key" in md
     assert "3 ep, 30 s" in md and "mnist-like (default): 3 ep, batch 8, sgd lr 0.1" in md
     assert "top1_mean" in csv_path.read_text().splitlines()[0]
     assert "[Test table (`t`)](cpu/t.md)" in (tmp_path / "README.md").read_text()
