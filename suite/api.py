@@ -246,16 +246,13 @@ def run_budgets(name: str, budgets: list[str] | str, *, out: str | Path | None =
     """`run_table` at each budget ("N" epochs or "xK"; "x1" is the profile's own), then one table across them
     (suite/budgets.py), written as `<out>/budget_<name>.md` (+ .csv, .cells.jsonl, _delta_vs_budget.png) when
     `out` is given. Each budget's cells are cached like any others."""
-    from suite.budgets import budget_table, plot_budgets
+    from suite.budgets import budget_table, parse_budgets, plot_budgets
     from suite.executors import make_executor
     from suite.records import merge_records, published_records
     from suite.report import records_path, write_records
 
-    if isinstance(budgets, str):
-        budgets = [b.strip() for b in budgets.split(",") if b.strip()]
     with one_line_errors():
-        if len(budgets) < 2:
-            raise ValueError(f"--budgets needs two budgets or more to compare, got {budgets}")
+        budgets = parse_budgets(budgets)
         table = get_table(name)
         run_args = {k: kwargs.pop(k) for k in ("profile", "seeds", "dataset", "methods", "model", "teacher", "options")
                     if k in kwargs}

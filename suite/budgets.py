@@ -15,6 +15,18 @@ from suite.columns import TOP1, VERDICT, VERDICT_DELTA
 HOLDS = "Verdict holds across budgets"
 
 
+def parse_budgets(budgets: str | list[str]) -> list[str]:
+    """`--budgets` as a list ("10,x4" -> ["10", "x4"]), each checked, at least two: one line otherwise."""
+    from suite.profiles import budget_epochs
+
+    items = [b.strip() for b in budgets.split(",") if b.strip()] if isinstance(budgets, str) else list(budgets)
+    if len(items) < 2:
+        raise ValueError(f"--budgets needs two budgets or more to compare, got {items}")
+    for budget in items:
+        budget_epochs(budget, 1)  # a malformed budget fails here, before anything is planned
+    return items
+
+
 def verdict_word(verdict: object) -> str | None:
     """"better" / "worse" / "within noise" of a table's verdict ("better (q = 0.004)"), None for no verdict."""
     if not isinstance(verdict, str):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from suite.budgets import parse_budgets
 from suite.columns import fmt_duration
 from suite.data import DATASETS, DataError, default_data_dir, load_dataset
 from suite.executors import make_executor
@@ -156,14 +157,14 @@ def estimate_seconds(cell: ResolvedCell, device_type: str) -> float:
     return cell.method.estimated_epochs(cell.recipe, cell.params) * n_train * per_image
 
 
-def measured_over_modelled(runner: Runner, plan: TablePlan) -> dict[str | None, float]:
-    """How far the FLOPs model is off on this machine, read from the plan's finished cells: the median of
+def measured_over_modelled(runner: Runner, cells: list[ResolvedCell]) -> dict[str | None, float]:
+    """How far the FLOPs model is off on this machine, read from the finished ones of `cells`: the median of
     measured core-seconds over modelled ones, per method (key None: over all of them). The model knows nothing of a
     teacher's forward passes, a contrastive memory or data loading; the finished cells do."""
     import statistics
 
     ratios: dict[str | None, list[float]] = {}
-    for cell in plan.cells:
+    for cell in cells:
         row = runner.store.get(cell.key)
         if not row or row["status"] != "done" or cell.force:
             continue
@@ -178,10 +179,13 @@ def measured_over_modelled(runner: Runner, plan: TablePlan) -> dict[str | None, 
     return {key: statistics.median(values) for key, values in ratios.items()}
 
 
-def dry_run(runner: Runner, plan: TablePlan) -> None:
-    scale = measured_over_modelled(runner, plan)
+def dry_run(runner: Runner, plan: TablePlan, title: str | None = None,
+            scale: dict[str | None, float] | None = None) -> None:
+    """Each cell, cached or to train (with its estimate), and the total. `scale`: measured/modelled from other
+    plans' finished cells too (a longer budget's cells calibrated by the profile's own), else from this plan's."""
+    scale = measured_over_modelled(runner, plan.cells) if scale is None else scale
     total = 0.0
-    print(f"== {plan.table.name}")
+    print(f"== {title or plan.table.name}")
     for cell in plan.cells:
         row = runner.store.get(cell.key)
         state = "cached" if row and row["status"] == "done" and not cell.force else "to train"
@@ -192,8 +196,8 @@ def dry_run(runner: Runner, plan: TablePlan) -> None:
         data = "" if cell.data_fingerprint else f"  [{cell.data_error}]"
         print(f"{cell.key[:10]}  {state:8s}  ~{fmt_duration(est):>8s}  {cell.label}  needs: {deps}{data}")
     basis = "rough, from FLOPs" if None not in scale else \
-        (f"from FLOPs, scaled by this plan's finished cells (measured/modelled: {scale[None]:.1f}× over all; "
-         "per method where it has some)")
+        (f"from FLOPs, scaled by the finished cells of this plan or its budgets (measured/modelled: "
+         f"{scale[None]:.1f}× over all; per method where it has some)")
     print(f"{len(plan.cells)} cells; estimated {fmt_duration(total)} on {runner.device.type} in {runner.precision} "
           f"with every core busy ({basis})")
 
@@ -261,6 +265,17 @@ def train(runner: Runner, plan: TablePlan, args, opts: TableOptions, executor) -
     print(f"{plan.table.name}: trained {len(summary.done)}, cached {len(summary.skipped)}, "
           f"failed {len(summary.failed)} -> {md} (+ {md.with_suffix('.csv').name})")
     return len(summary.failed)
+
+
+def planned(runner: Runner, tables: list[Table], opts: TableOptions, args) -> list[tuple[str, list[TablePlan]]]:
+    """Per table, the name of its records (`kd`, or `budget_kd` under --budgets) and its plans: the table's, or
+    one per budget (planned as `--budgets` trains them: a teacher at its own recipe unless --budget-teacher)."""
+    if not args.budgets:
+        return [(table.name, [plan_table(runner, table, opts)]) for table in tables]
+    budgets = parse_budgets(args.budgets)
+    runner.planner.options = replace(runner.planner.options, budget_teacher=args.budget_teacher)
+    return [(f"budget_{table.name}", [plan_table(runner.at_budget(b), table, opts) for b in budgets])
+            for table in tables]
 
 
 def train_budgets(args, table: Table, opts: TableOptions) -> int:
@@ -334,22 +349,26 @@ def main(argv: list[str] | None = None) -> int:
             check_writable(args.out)
         if args.render_only and args.from_records:  # each table in the numerics its records were made with
             return max(render_from_records(args, table, opts) for table in tables)
-        if args.budgets:
+        if args.budgets and not (args.dry_run or args.save_progress):
+            if args.remeasure or args.render_only:
+                raise ValueError("--render-only and --remeasure take one budget at a time: leave out --budgets "
+                                 "(--budgets trains every budget, or plans them with --dry-run / --save-progress)")
             return max(train_budgets(args, table, opts) for table in tables)
         runner, threads = make_runner(args)
-        plans = [plan_table(runner, table, opts) for table in tables]
-        if args.dry_run:
-            for plan in plans:
-                dry_run(runner, plan)
-            return 0
-        if args.save_progress:
-            for plan in plans:
-                cells = [c for cells in plan.row_cells for c in cells]
-                path = records_path(args.out, plan.table.name)
+        if args.dry_run or args.save_progress:  # plans only: one per table, or one per budget of each table
+            for name, plans in planned(runner, tables, opts, args):
+                cells = [c for plan in plans for cells in plan.row_cells for c in cells]
+                if args.dry_run:
+                    scale = measured_over_modelled(runner, cells)
+                    for plan, budget in zip(plans, parse_budgets(args.budgets) if args.budgets else [None]):
+                        dry_run(runner, plan, f"{name} at budget {budget}" if budget else name, scale)
+                    continue
+                path = records_path(args.out, name)
                 written, kept = save_progress(path, cells, runner.store, runner.artifacts)
-                print(f"{plan.table.name}: {written} records in {path}; {len(kept)} saved model(s) unfinished cells "
+                print(f"{name}: {written} records in {path}; {len(kept)} saved model(s) unfinished cells "
                       f"need in {models_path(path)}")
             return 0
+        plans = [plan_table(runner, table, opts) for table in tables]
         if args.remeasure or args.render_only:
             mode = remeasure if args.remeasure else render_only
             return max(mode(runner, plan, args, opts) for plan in plans)

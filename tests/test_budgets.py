@@ -59,3 +59,41 @@ def test_budgets_from_the_command_line(tmp_path, capsys):
     assert "budgets ×1 (1 ep), ×2 (2 ep), failed 0" in capsys.readouterr().out
     assert main([*args, "--budgets", "x1,zz"]) == 2
     assert "a budget is N epochs or xK" in capsys.readouterr().err
+
+
+def test_budgets_dry_run_trains_nothing_and_save_progress_carries_a_budget_campaign(tmp_path, capsys):
+    """A budget campaign spans sessions like any other: --dry-run plans every budget (training nothing),
+    --save-progress writes the finished cells of every budget to budget_<table>.cells.jsonl, and another machine's
+    store imports them as finished cells of the same budgets."""
+    import json
+
+    from suite.store import Store
+
+    common = ["--quiet", "--profile", "smoke", "--dataset", "synthetic_mnist", "--table", "compare",
+              "--methods", "baseline", "--model", "lenet5"]
+    first = ["--out", str(tmp_path / "out"), "--store", str(tmp_path / "a.sqlite"), *common]
+    assert main([*first, "--budgets", "x1,x2", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "== budget_compare at budget x1" in out and "== budget_compare at budget x2" in out
+    assert out.count("to train") == 2 and not Store(tmp_path / "a.sqlite").rows() and not (tmp_path / "out").exists()
+
+    assert main([*first, "--budgets", "x1,x2"]) == 0  # trains both budgets
+    capsys.readouterr()
+    assert main([*first, "--budgets", "x1,x2", "--save-progress"]) == 0
+    records = tmp_path / "out" / "budget_compare.cells.jsonl"
+    assert "budget_compare: 2 records" in capsys.readouterr().out
+    budgets = sorted(str(json.loads(line)["spec"].get("recipe_overrides", {}).get("budget"))
+                     for line in records.read_text().splitlines())
+    assert budgets == ["None", "x2"]  # x1 is the profile's own: the plain cell
+
+    second = ["--out", str(tmp_path / "out2"), "--store", str(tmp_path / "b.sqlite"), *common]
+    assert main([*second, "--import-records", str(records), "--budgets", "x1,x2", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "imported 2" in out and out.count("cached") == 2 and "to train" not in out
+
+
+def test_budgets_refuse_render_only_in_one_line(tmp_path, capsys):
+    assert main(["--out", str(tmp_path / "out"), "--store", str(tmp_path / "s.sqlite"), "--quiet", "--profile",
+                 "smoke", "--table", "baselines", "--budgets", "x1,x2", "--render-only"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "take one budget at a time" in err

@@ -50,7 +50,7 @@ def test_dry_run_scales_its_estimate_by_the_plans_finished_cells(run_dir, capsys
     assert cli(run_dir, *args, "--seeds", "3", "--dry-run") == 0
     out = capsys.readouterr().out
     # two cells to train, each modelled at 100 s and scaled by measured/modelled = core_seconds / (2 cores * 100 s)
-    assert f"estimated {fmt_duration(core_seconds)} " in out and "scaled by this plan's finished cells" in out, out
+    assert f"estimated {fmt_duration(core_seconds)} " in out and "scaled by the finished cells of this plan" in out, out
 
 
 @pytest.mark.parametrize("args,needle", [
