@@ -257,13 +257,13 @@ def run_budgets(name: str, budgets: list[str] | str, *, out: str | Path | None =
         run_args = {k: kwargs.pop(k) for k in ("profile", "seeds", "dataset", "methods", "model", "teacher", "options")
                     if k in kwargs}
         opts = table_options(**run_args)
-        jobs = kwargs.get("jobs", 1)
+        jobs, threads = kwargs.get("jobs", 1), kwargs.get("threads")
         base = make_runner(kwargs.get("store", "runs/store.sqlite"), kwargs.get("artifacts"), kwargs.get("data_dir"),
-                           kwargs.get("device", "auto"), kwargs.get("precision", DEFAULT_PRECISION), jobs,
+                           kwargs.get("device", "auto"), kwargs.get("precision", DEFAULT_PRECISION), jobs, threads,
                            progress=kwargs.get("progress", True), force=kwargs.get("force", False),
                            retries=kwargs.get("retries", 1))
         base.planner.options = replace(base.planner.options, budget_teacher=budget_teacher)
-        pool = make_executor(kwargs.get("executor", "local"), jobs, None, threads_per_job(jobs))
+        pool = make_executor(kwargs.get("executor", "local"), jobs, None, threads_per_job(jobs, threads))
         per_budget, shown, labels = {}, {}, []
         try:
             for budget in budgets:

@@ -286,7 +286,8 @@ def train_budgets(args, table: Table, opts: TableOptions) -> int:
                          profile=opts.profile, seeds=opts.seeds, dataset=opts.dataset, methods=opts.methods,
                          options=opts.extra, precision=args.precision,
                          device=args.device, store=args.store, artifacts=args.artifacts, data_dir=args.data_dir,
-                         jobs=args.jobs, executor=args.executor, retries=args.retries, progress=not args.quiet,
+                         jobs=args.jobs, threads=args.threads, executor=args.executor, retries=args.retries,
+                         progress=not args.quiet,
                          force=args.force)
     failed = sum(len(r.failed) for r in result.per_budget.values())
     print(f"{table.name}: budgets {', '.join(result.per_budget)}, failed {failed} -> "
@@ -312,6 +313,12 @@ def table_options(args) -> tuple[list[Table], TableOptions]:
         raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
     if args.from_records and not args.render_only:
         raise ValueError("--from-records only renders: use it with --render-only")
+    if args.budgets and args.epochs is not None:
+        raise ValueError("--epochs and --budgets both set the epochs: give the budgets in epochs (--budgets 10,40)")
+    clashing = [flag for flag, value in (("--only", args.only), ("--tensorboard", args.tensorboard)) if value]
+    if args.budgets and clashing:
+        raise ValueError(f"{', '.join(clashing)} cannot be combined with --budgets yet: run each budget's table "
+                         "without --budgets (--epochs N) for that")
     opts = api_table_options(args.profile, 1 if args.seeds is None else args.seeds, args.dataset, args.methods,
                              options=extra)
     names = [n for n in discover_tables().names() if not discover_tables().get(n).methods_are_rows] \
