@@ -136,9 +136,9 @@ def plan_table(runner, table: Table, opts: TableOptions) -> TablePlan:
     table.check_options(opts)
     rows = select_methods(table, opts, table.rows(opts))
     options = runner.planner.options
-    if options.budget is not None and not options.budget_teacher:  # a teacher row is the teacher its students had
+    if options.budget is not None:  # a kept row (kd's teacher) is the model the other rows started from
         rows = [replace(r, spec=r.spec.with_(recipe_overrides={**r.spec.recipe_overrides_dict, "budget": None}))
-                if r.role == "teacher" and r.spec is not None else r for r in rows]
+                if options.kept(r.role) and r.spec is not None else r for r in rows]
     specs_by_row = [seed_specs([row], opts.seeds) for row in rows]
     return TablePlan(table, rows, runner.planner.rows(specs_by_row), runner.plan([s for ss in specs_by_row for s in ss]))
 
@@ -267,7 +267,7 @@ def run_budgets(name: str, budgets: list[str] | str, *, out: str | Path | None =
         per_budget, shown, labels = {}, {}, []
         try:
             for budget in budgets:
-                runner = base.at_budget(budget)
+                runner = base.at_budget(budget, table.budget_keeps)
                 plan = plan_table(runner, table, opts)
                 result, _, _ = train_and_render(runner, plan, opts, None, pool)
                 label = budget_label(plan, budget)
@@ -286,9 +286,12 @@ def run_budgets(name: str, budgets: list[str] | str, *, out: str | Path | None =
             header[profile_line:profile_line + 1] = [
                 f"- Budget {b}: " + next(l for l in r.markdown.splitlines() if l.startswith("- Profile:"))[2:]
                 for b, r in per_budget.items()]
+        kept = [role for role in table.budget_keeps if role != "teacher" or not budget_teacher]
         notes = ["Budgets: every stage of every row trained at each budget, a multistep schedule's milestones "
-                 "stretched with its epochs; " + ("a distiller's teacher too." if budget_teacher else
-                 "a distiller's teacher keeps its own recipe (the same teacher at every budget)."),
+                 "stretched with its epochs" + (f", except what the rows start from (the rows and upstream models "
+                                                f"of role {', '.join(kept)}): each keeps its own recipe, the same "
+                                                "model at every budget" if kept else "")
+                 + ("; the teacher retrained at each budget (--budget-teacher)." if budget_teacher else "."),
                  f"{'Verdict holds across budgets'}: yes = the same better / worse at every budget; changes at B = "
                  "the first budget whose verdict differs; within noise everywhere; no verdict where a budget has "
                  "one seed (verdicts as in each budget's own table: Welch over seeds, Benjamini-Hochberg within it)."]

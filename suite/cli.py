@@ -274,7 +274,7 @@ def planned(runner: Runner, tables: list[Table], opts: TableOptions, args) -> li
         return [(table.name, [plan_table(runner, table, opts)]) for table in tables]
     budgets = parse_budgets(args.budgets)
     runner.planner.options = replace(runner.planner.options, budget_teacher=args.budget_teacher)
-    return [(f"budget_{table.name}", [plan_table(runner.at_budget(b), table, opts) for b in budgets])
+    return [(f"budget_{table.name}", [plan_table(runner.at_budget(b, table.budget_keeps), table, opts) for b in budgets])
             for table in tables]
 
 

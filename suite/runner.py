@@ -37,10 +37,12 @@ class Runner:
         self.config = ExecConfig(self.artifacts, data_dir, self.device.type, threads, progress)
         self.scheduler = Scheduler(store, self.config, log, retries)
 
-    def at_budget(self, budget: str | None) -> "Runner":
-        """This runner (same store, artifacts, device, precision) planning every cell at another training budget."""
+    def at_budget(self, budget: str | None, keeps: tuple[str, ...] = ("teacher",)) -> "Runner":
+        """This runner (same store, artifacts, device, precision) planning every cell at another training budget,
+        the rows and dependencies of the roles in `keeps` at their own recipe (Table.budget_keeps)."""
         other = copy.copy(self)
-        other.planner = Planner(self.data_dir, dataclasses.replace(self.planner.options, budget=budget))
+        other.planner = Planner(self.data_dir, dataclasses.replace(self.planner.options, budget=budget,
+                                                                   budget_keeps=tuple(keeps)))
         return other
 
     @property

@@ -97,3 +97,28 @@ def test_budgets_refuse_render_only_in_one_line(tmp_path, capsys):
                  "smoke", "--table", "baselines", "--budgets", "x1,x2", "--render-only"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "take one budget at a time" in err
+
+
+def test_a_pruning_budget_is_a_fine_tuning_budget_over_the_one_trained_baseline(make_runner):
+    """Pruning (and compression) keep the baseline they prune at its own recipe: every budget prunes the same trained
+    model and only the fine-tuning grows; a table that keeps only the teacher (encodenet) retrains its baseline."""
+    from suite.api import plan_table, table_options
+    from suite.tables import get_table
+
+    runner = make_runner()
+    opts = table_options("smoke", 1, "synthetic_mnist")
+    pruning = get_table("pruning")
+    plain, longer = (plan_table(r, pruning, opts) for r in (runner, runner.at_budget("x4", pruning.budget_keeps)))
+    reference = next(cells[0] for row, cells in zip(longer.rows, longer.row_cells) if row.role == "reference")
+    assert reference.key in {c.key for c in plain.cells}  # the untouched baseline row: the same cell
+    pruned = [c for c in longer.cells if c.spec.method in ("prune", "structured_prune")]
+    assert pruned and all(c.deps["baseline"].key == reference.key for c in pruned if c.spec.model == reference.spec.model)
+    for cell in pruned:
+        plain_cell = next(c for c in plain.cells if c.spec.method == cell.spec.method and c.spec.params == cell.spec.params
+                          and c.spec.model == cell.spec.model)
+        assert cell.key != plain_cell.key and cell.recipe.epochs == 4 * plain_cell.recipe.epochs
+
+    encodenet = get_table("encodenet")
+    retrained = plan_table(runner.at_budget("x4", encodenet.budget_keeps), encodenet, opts)
+    baselines = [c for c in retrained.cells if c.spec.method == "baseline"]
+    assert baselines and all(c.key not in {p.key for p in plan_table(runner, encodenet, opts).cells} for c in baselines)

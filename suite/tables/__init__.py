@@ -60,6 +60,9 @@ class Table:
     # rows share one architecture (a parameter axis says nothing): a dot-and-interval chart of top-1 instead
     one_architecture: ClassVar[bool] = False
     flags: ClassVar[dict[str, str]] = {}  # its own command-line flags: "slo-ms" -> help; --slo-ms V is --opt slo_ms=V
+    # under --budgets, the roles (of rows and of dependencies) that keep their own recipe: the models a row starts
+    # from, trained once. kd: its teacher. pruning: the baseline it prunes (a budget is then a fine-tuning budget)
+    budget_keeps: ClassVar[tuple[str, ...]] = ("teacher",)
     training_curves: ClassVar[bool] = False  # draw <table>_training_curves.png: train loss / accuracy per epoch, mean ± std over seeds
 
     def finalize(self, frame: "pd.DataFrame") -> "pd.DataFrame":

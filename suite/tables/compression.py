@@ -34,6 +34,7 @@ class CompressionTable(Table):
         + C.verdict_columns(("_versus",), ("reference", "control", "student")) + [C.delta_to_untouched()]
 
     family = "compression"
+    budget_keeps = ("teacher", "baseline", "reference")  # --budgets: a fine-tuning budget over the one trained LeNet-5
 
     @staticmethod
     def cell(opts: TableOptions, method: str, model: str = "lenet5", **params) -> CellSpec:

@@ -53,6 +53,7 @@ METHODS = {"Global magnitude": unstructured("magnitude", "global"),
 class PruningTable(Table):
     name = "pruning"
     title = "Pruning: ratio sweeps against random and magnitude baselines (ShrinkBench layout)"
+    budget_keeps = ("baseline", "reference")  # --budgets is a fine-tuning budget: every row prunes the same baseline
     description = ("Unstructured (global / layer-wise magnitude, random) and channel (L2, random) pruning of one "
                    "trained baseline per pair at compression ratios 2-32, each fine-tuned by the same recipe.")
     columns = [C.NONZERO, ACHIEVED, C.FLOPS_NONZERO, THEORETICAL, C.LATENCY, SPEEDUP_B1, SPEEDUP_BN, C.TOP1, C.N,
