@@ -167,3 +167,17 @@ def test_intervals_hold_their_ends_as_written(interval, inside, outside):
     from suite.plugins import in_interval
 
     assert all(in_interval(interval, v) for v in inside) and not any(in_interval(interval, v) for v in outside)
+
+
+def test_methods_with_params_keep_a_fixed_tables_own_rows():
+    """`--methods "prune[compression=4]"` on the pruning table keeps its 4x global-magnitude rows (the params resolved
+    with the method's defaults, so the row's scope and criterion need not be spelled) beside its reference and control."""
+    from suite.api import table_options
+    from suite.tables import get_table, select_methods
+
+    table = get_table("pruning")
+    opts = table_options("cpu", 1, None, "prune[compression=4],prune[compression=16]")
+    rows = select_methods(table, opts, table.rows(table_options("cpu", 1)))
+    picked = [(r.labels["Method"], r.labels["Ratio (asked)"]) for r in rows if not r.role]
+    assert picked == [("Global magnitude", "4×"), ("Global magnitude", "16×")] * 2  # LeNet-5, then ResNet20, in order
+    assert [r.role for r in rows][:2] == ["reference", "control"] and len(rows) == 8

@@ -223,16 +223,23 @@ def select_methods(table: Table, opts: TableOptions, rows: list[TableRow]) -> li
     """The table's rows after `--methods`: rows with a role (reference, teacher) always stay."""
     if not opts.methods or table.methods_are_rows:
         return rows
+    from suite.plugins import get_method
+
     choices = [check_choice(table, c) for c in parse_methods(opts.methods)]
 
-    def of(name: str) -> list[TableRow]:
-        return [r for r in rows if r.spec is not None and r.spec.method == name and not r.role]
+    def of(name: str, params: dict[str, Any] | None = None) -> list[TableRow]:
+        """The table's rows of method `name` (with `params`: those whose resolved params equal them)."""
+        same = (lambda spec: get_method(name).make_params(spec.params_dict) == get_method(name).make_params(params)) \
+            if params is not None else (lambda spec: True)
+        return [r for r in rows if r.spec is not None and r.spec.method == name and not r.role and same(r.spec)]
 
-    if choices[0].op == "=":
-        kept = [r for r in rows if r.role]
+    if choices[0].op == "=":  # keep the named rows (a table's own, e.g. pruning's 4x global magnitude) or make them
+        named, made = set(), []
         for c in choices:
-            kept += of(c.name) if c.params is None and of(c.name) else table.method_rows(opts, c.name, c.params or {})
-        return kept
+            own = of(c.name, c.params)
+            named.update(id(r) for r in own)
+            made += [] if own else table.method_rows(opts, c.name, c.params or {})
+        return [r for r in rows if r.role or id(r) in named] + made  # a table's own rows in its order
     for c in choices:
         if c.op == "-":
             if not of(c.name):
