@@ -246,7 +246,7 @@ def run_budgets(name: str, budgets: list[str] | str, *, out: str | Path | None =
     """`run_table` at each budget ("N" epochs or "xK"; "x1" is the profile's own), then one table across them
     (suite/budgets.py), written as `<out>/budget_<name>.md` (+ .csv, .cells.jsonl, _delta_vs_budget.png) when
     `out` is given. Each budget's cells are cached like any others."""
-    from suite.budgets import budget_table, parse_budgets, plot_budgets
+    from suite.budgets import budget_table, kept_roles, parse_budgets, plot_budgets
     from suite.executors import make_executor
     from suite.records import merge_records, published_records
     from suite.report import records_path, write_records
@@ -262,12 +262,12 @@ def run_budgets(name: str, budgets: list[str] | str, *, out: str | Path | None =
                            kwargs.get("device", "auto"), kwargs.get("precision", DEFAULT_PRECISION), jobs, threads,
                            progress=kwargs.get("progress", True), force=kwargs.get("force", False),
                            retries=kwargs.get("retries", 1))
-        base.planner.options = replace(base.planner.options, budget_teacher=budget_teacher)
+        kept = kept_roles(table.budget_keeps, budget_teacher)
         pool = make_executor(kwargs.get("executor", "local"), jobs, None, threads_per_job(jobs, threads))
         per_budget, shown, labels = {}, {}, []
         try:
             for budget in budgets:
-                runner = base.at_budget(budget, table.budget_keeps)
+                runner = base.at_budget(budget, kept)
                 plan = plan_table(runner, table, opts)
                 result, _, _ = train_and_render(runner, plan, opts, None, pool)
                 label = budget_label(plan, budget)
@@ -286,7 +286,6 @@ def run_budgets(name: str, budgets: list[str] | str, *, out: str | Path | None =
             header[profile_line:profile_line + 1] = [
                 f"- Budget {b}: " + next(l for l in r.markdown.splitlines() if l.startswith("- Profile:"))[2:]
                 for b, r in per_budget.items()]
-        kept = [role for role in table.budget_keeps if role != "teacher" or not budget_teacher]
         notes = ["Budgets: every stage of every row trained at each budget, a multistep schedule's milestones "
                  "stretched with its epochs" + (f", except what the rows start from (the rows and upstream models "
                                                 f"of role {', '.join(kept)}): each keeps its own recipe, the same "

@@ -15,6 +15,12 @@ from suite.columns import TOP1, VERDICT, VERDICT_DELTA
 HOLDS = "Verdict holds across budgets"
 
 
+def kept_roles(budget_keeps: tuple[str, ...], budget_teacher: bool) -> tuple[str, ...]:
+    """The roles whose rows and upstream models keep their own recipe under --budgets: the table's
+    (Table.budget_keeps), less the teacher when --budget-teacher retrains it at each budget."""
+    return tuple(role for role in budget_keeps if role != "teacher" or not budget_teacher)
+
+
 def parse_budgets(budgets: str | list[str]) -> list[str]:
     """`--budgets` as a list ("10,x4" -> ["10", "x4"]), each checked, at least two: one line otherwise."""
     from suite.profiles import budget_epochs

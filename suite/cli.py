@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from suite.budgets import parse_budgets
+from suite.budgets import kept_roles, parse_budgets
 from suite.columns import fmt_duration
 from suite.data import DATASETS, DataError, default_data_dir, load_dataset
 from suite.executors import make_executor
@@ -267,15 +267,16 @@ def train(runner: Runner, plan: TablePlan, args, opts: TableOptions, executor) -
     return len(summary.failed)
 
 
-def planned(runner: Runner, tables: list[Table], opts: TableOptions, args) -> list[tuple[str, list[TablePlan]]]:
-    """Per table, the name of its records (`kd`, or `budget_kd` under --budgets) and its plans: the table's, or
-    one per budget (planned as `--budgets` trains them: a teacher at its own recipe unless --budget-teacher)."""
+def planned(runner: Runner, tables: list[Table], opts: TableOptions,
+            args) -> list[tuple[str, list[tuple[str | None, TablePlan]]]]:
+    """Per table, the name of its records (`kd`, or `budget_kd` under --budgets) and its (budget, plan) pairs: the
+    table's own (budget None), or one per budget (planned as `--budgets` trains them: suite.budgets.kept_roles)."""
     if not args.budgets:
-        return [(table.name, [plan_table(runner, table, opts)]) for table in tables]
+        return [(table.name, [(None, plan_table(runner, table, opts))]) for table in tables]
     budgets = parse_budgets(args.budgets)
-    runner.planner.options = replace(runner.planner.options, budget_teacher=args.budget_teacher)
-    return [(f"budget_{table.name}", [plan_table(runner.at_budget(b, table.budget_keeps), table, opts) for b in budgets])
-            for table in tables]
+    return [(f"budget_{table.name}",
+             [(b, plan_table(runner.at_budget(b, kept_roles(table.budget_keeps, args.budget_teacher)), table, opts))
+              for b in budgets]) for table in tables]
 
 
 def train_budgets(args, table: Table, opts: TableOptions) -> int:
@@ -364,10 +365,10 @@ def main(argv: list[str] | None = None) -> int:
         runner, threads = make_runner(args)
         if args.dry_run or args.save_progress:  # plans only: one per table, or one per budget of each table
             for name, plans in planned(runner, tables, opts, args):
-                cells = [c for plan in plans for cells in plan.row_cells for c in cells]
+                cells = [c for _, plan in plans for cells in plan.row_cells for c in cells]
                 if args.dry_run:
                     scale = measured_over_modelled(runner, cells)
-                    for plan, budget in zip(plans, parse_budgets(args.budgets) if args.budgets else [None]):
+                    for budget, plan in plans:
                         dry_run(runner, plan, f"{name} at budget {budget}" if budget else name, scale)
                     continue
                 path = records_path(args.out, name)

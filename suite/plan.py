@@ -33,12 +33,11 @@ class PlanOptions:
     force: bool = False  # retrain cells even if stored
     only: str | None = None  # keep only cells whose label contains this (and what they need); force just those
     budget: str | None = None  # every cell at this training budget ("N" epochs or "xK"), in its key; see Recipe.with_budget
-    budget_teacher: bool = False  # also a distiller's teacher (by default it keeps its own recipe)
-    budget_keeps: tuple[str, ...] = ("teacher",)  # dependency roles kept at their own recipe (Table.budget_keeps)
+    budget_keeps: tuple[str, ...] = ("teacher",)  # roles kept at their own recipe (suite.budgets.kept_roles)
 
     def kept(self, role: str) -> bool:
         """Whether an upstream model (or a table row) of this role keeps its own recipe under the budget."""
-        return role in self.budget_keeps and not (role == "teacher" and self.budget_teacher)
+        return role in self.budget_keeps
 
     def __post_init__(self) -> None:
         if self.epochs is not None and self.epochs < 0:
@@ -125,9 +124,9 @@ class Planner:
         return spec.with_(recipe_overrides=overrides) if overrides != spec.recipe_overrides_dict else spec
 
     def dependency(self, role: str, spec: CellSpec) -> CellSpec:
-        """A dependency as it is trained: one of a kept role (a teacher, unless PlanOptions.budget_teacher; the
-        baseline of a table whose budget is a fine-tuning budget) keeps its own recipe, every other upstream stage
-        (EncodeNet's stages) has its dependent's budget."""
+        """A dependency as it is trained: one of a kept role (a teacher, unless --budget-teacher; the baseline of a
+        table whose budget is a fine-tuning budget) keeps its own recipe, every other upstream stage (EncodeNet's
+        stages) has its dependent's budget."""
         if self.options.kept(role) and "budget" in spec.recipe_overrides_dict:
             return spec.with_(recipe_overrides={k: v for k, v in spec.recipe_overrides_dict.items() if k != "budget"})
         return spec

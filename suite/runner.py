@@ -27,19 +27,18 @@ class Runner:
     def __init__(self, store: Store, artifacts: Path, data_dir: Path | None = None, device: str = "auto",
                  progress: bool = True, force: bool = False, log: Callable[[str], None] = print,
                  precision: str = DEFAULT_PRECISION, epochs: int | None = None, only: str | None = None,
-                 threads: int | None = None, retries: int = 1, budget: str | None = None,
-                 budget_teacher: bool = False) -> None:
+                 threads: int | None = None, retries: int = 1, budget: str | None = None) -> None:
         self.store, self.artifacts, self.data_dir, self.log = store, Path(artifacts), data_dir, log
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.planner = Planner(data_dir, PlanOptions(epochs=epochs, precision=self.precision, force=force, only=only,
-                                                     budget=budget, budget_teacher=budget_teacher))
+                                                     budget=budget))
         self.config = ExecConfig(self.artifacts, data_dir, self.device.type, threads, progress)
         self.scheduler = Scheduler(store, self.config, log, retries)
 
     def at_budget(self, budget: str | None, keeps: tuple[str, ...] = ("teacher",)) -> "Runner":
         """This runner (same store, artifacts, device, precision) planning every cell at another training budget,
-        the rows and dependencies of the roles in `keeps` at their own recipe (Table.budget_keeps)."""
+        the rows and dependencies of the roles in `keeps` at their own recipe (suite.budgets.kept_roles)."""
         other = copy.copy(self)
         other.planner = Planner(self.data_dir, dataclasses.replace(self.planner.options, budget=budget,
                                                                    budget_keeps=tuple(keeps)))

@@ -122,3 +122,10 @@ def test_a_pruning_budget_is_a_fine_tuning_budget_over_the_one_trained_baseline(
     retrained = plan_table(runner.at_budget("x4", encodenet.budget_keeps), encodenet, opts)
     baselines = [c for c in retrained.cells if c.spec.method == "baseline"]
     assert baselines and all(c.key not in {p.key for p in plan_table(runner, encodenet, opts).cells} for c in baselines)
+
+
+def test_budget_teacher_takes_only_the_teacher_out_of_the_kept_roles():
+    from suite.budgets import kept_roles
+
+    assert kept_roles(("teacher", "baseline", "reference"), False) == ("teacher", "baseline", "reference")
+    assert kept_roles(("teacher", "baseline", "reference"), True) == ("baseline", "reference")

@@ -229,9 +229,9 @@ def select_methods(table: Table, opts: TableOptions, rows: list[TableRow]) -> li
 
     def of(name: str, params: dict[str, Any] | None = None) -> list[TableRow]:
         """The table's rows of method `name` (with `params`: those whose resolved params equal them)."""
-        same = (lambda spec: get_method(name).make_params(spec.params_dict) == get_method(name).make_params(params)) \
-            if params is not None else (lambda spec: True)
-        return [r for r in rows if r.spec is not None and r.spec.method == name and not r.role and same(r.spec)]
+        wanted = get_method(name).make_params(params) if params is not None else None
+        return [r for r in rows if r.spec is not None and r.spec.method == name and not r.role
+                and (wanted is None or get_method(name).make_params(r.spec.params_dict) == wanted)]
 
     if choices[0].op == "=":  # keep the named rows (a table's own, e.g. pruning's 4x global magnitude) or make them
         named, made = set(), []
