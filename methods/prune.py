@@ -32,12 +32,14 @@ from torch.nn.utils import prune
 
 from suite.compress import (CompressionMethod, compressible_layers, finetune_recipe, gzip_size, prunable_layers,
                             sparsity_for_compression, weight_sparsity)
-from suite.plugins import NON_NEGATIVE, register_method
+from suite.plugins import NON_NEGATIVE, POSITIVE, register_method
 
 
 @dataclass(frozen=True)
 class PruneParams:
-    ranges: ClassVar[dict[str, str]] = {"sparsity": "[0, 1)", "initial_sparsity": "[0, 1)", "finetune_fraction": NON_NEGATIVE, "compression": NON_NEGATIVE}
+    ranges: ClassVar[dict[str, str]] = {"sparsity": "[0, 1)", "initial_sparsity": "[0, 1)", "finetune_fraction": NON_NEGATIVE,
+                                        "compression": NON_NEGATIVE, "finetune_lr_scale": POSITIVE}
+    added_later: ClassVar[tuple[str, ...]] = ("finetune_lr_scale",)  # published prune cells keep their keys
     sparsity: float = 0.5  # final fraction of zero weights in conv and linear layers
     scope: str = "global"  # "global" (one threshold for all layers) or "layer" (the same fraction in each)
     schedule: str = "constant"  # or "gradual"
@@ -46,6 +48,7 @@ class PruneParams:
     criterion: str = "magnitude"  # or "random": weights drawn uniformly (seeded by the cell's seed)
     compression: float = 0.0  # > 0: whole-model compression ratio asked (ShrinkBench's), replacing `sparsity`
     prune_classifier: bool = False  # ShrinkBench exempts the classifier layer
+    finetune_lr_scale: float = 1.0  # the fine-tuning lr as a multiple of the recipe's (QAT's control: QAT's scale)
 
     def __post_init__(self) -> None:
         if self.scope not in {"global", "layer"} or self.schedule not in {"constant", "gradual"} \
@@ -122,7 +125,7 @@ class MagnitudePruning(CompressionMethod):
     def run(self, ctx):
         p = ctx.params
         model = ctx.deps["baseline"].load_model(ctx.device)
-        recipe = finetune_recipe(ctx.recipe, p.finetune_fraction)
+        recipe = finetune_recipe(ctx.recipe, p.finetune_fraction, p.finetune_lr_scale)
         epochs = recipe.epochs
         final = sparsity_for_compression(model, p.compression, p.prune_classifier) if p.compression else p.sparsity
         if p.schedule == "constant":

@@ -146,7 +146,7 @@ class Planner:
         fingerprint, error = self.data_state(spec.dataset)
         recipe = recipe_of(spec)
         deps = {role: self._resolve(self.dependency(role, dep)) for role, dep in method.requires(spec, params).items()}
-        payload = {"spec": spec.as_dict(), "method_version": method.version, "params": dataclasses.asdict(params),
+        payload = {"spec": spec.as_dict(), "method_version": method.version, "params": method.key_params(params),
                    "recipe": recipe.as_dict(), "data": fingerprint or f"missing:{spec.dataset}",
                    "deps": {role: d.key for role, d in deps.items()}}
         if self.options.precision != "fp32":

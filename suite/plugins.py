@@ -4,7 +4,9 @@ A method is a small class registered with `@register_method`. It declares
 - `name`: the registry name; `version`: bump it when a change alters results (it is part of the cell key);
 - `Params`: a frozen dataclass of hyperparameters with the defaults of its paper; the interval of each numeric
   field in its `ranges` (checked by `make_params`), rules across fields in `__post_init__` (raise ValueError),
-  so a bad value fails while planning, before anything trains;
+  so a bad value fails while planning, before anything trains; a field added after cells were published is
+  named in its `added_later` and enters the cell key only where it differs from its default (`key_params`),
+  so the published cells keep their keys;
 - `requires(spec, params)`: the cells it depends on (a teacher, a trained baseline), by role;
 - `build_model(spec, info, params)`: the architecture it trains (default: the registered model as is);
 - `restore(spec, info, params, state)`: its saved model rebuilt from the state dict (default: build_model +
@@ -96,6 +98,13 @@ class Method:
     def estimated_epochs(self, recipe: "Recipe", params: Any) -> float:
         """Full training epochs' worth of compute this cell costs (for `--dry-run` estimates only)."""
         return float(recipe.epochs)
+
+    def key_params(self, params: Any) -> dict[str, Any]:
+        """The resolved params as they enter the cell key: every field, except an `added_later` one at its default
+        (a field added to a published method: the cells trained before it existed, at its default, keep their keys)."""
+        later = getattr(params, "added_later", ())
+        defaults = {f.name: f.default for f in dataclasses.fields(params)}
+        return {k: v for k, v in dataclasses.asdict(params).items() if k not in later or v != defaults[k]}
 
     def key_inputs(self, params: Any) -> dict[str, str]:
         """Content hashes of the files a cell reads besides its data and dependencies (a teacher checkpoint):

@@ -260,6 +260,39 @@ def test_compression_table_has_a_dense_fine_tuned_control_for_its_fine_tuned_row
     control = by_label["Dense + the same fine-tuning (control)"]
     assert control.role == "control" and control.spec.method == "prune" and control.spec.params_dict == {"sparsity": 0.0}
     for label, versus in [("Pruning, constant 50 % (global)", "control"), ("Weight clustering, 4 bit", "control"),
-                          ("Structured pruning, 40 % of channels", "control"), ("QAT int8", "baseline"),
+                          ("Structured pruning, 40 % of channels", "control"), ("QAT int8", "QAT's control"),
                           ("PTQ dynamic int8 (linear layers)", "baseline"), ("KD → half-width, T = 4", "student alone")]:
         assert by_label[label].extra["Verdict against"] == versus, label
+    # QAT's control fine-tunes the dense model for QAT's epochs at QAT's lr, read from quantize's defaults
+    qat = by_label["QAT int8"].spec
+    qat_params = __import__("suite.plugins", fromlist=["get_method"]).get_method("quantize").make_params(qat.params_dict)
+    qat_control = by_label["Dense + QAT's fine-tuning (QAT's control)"]
+    assert qat_control.role == "qat_control" and qat_control.spec.method == "prune"
+    assert qat_control.spec.params_dict == {"sparsity": 0.0, "finetune_fraction": qat_params.qat_fraction,
+                                            "finetune_lr_scale": qat_params.qat_lr_scale}
+
+
+def test_a_fine_tuning_lr_scale_is_the_qat_controls_lr_and_leaves_published_prune_keys_alone(make_runner):
+    """`finetune_lr_scale` came after prune cells were published: at its default the key is the old one (the
+    field is `added_later`), set it makes a new cell, and the fine-tuning stage trains at that lr."""
+    import dataclasses
+
+    from suite.compress import finetune_recipe
+    from suite.plugins import get_method
+    from suite.spec import CellSpec
+
+    runner = make_runner()
+
+    def key(**params) -> str:
+        return runner.resolve(CellSpec.make("prune", "lenet5", "synthetic_mnist", "smoke", params=params)).key
+
+    method = get_method("prune")
+    params = method.make_params({"sparsity": 0.0})
+    assert "finetune_lr_scale" not in method.key_params(params)
+    assert method.key_params(params) == {k: v for k, v in dataclasses.asdict(params).items() if k != "finetune_lr_scale"}
+    assert key(sparsity=0.0) != key(sparsity=0.0, finetune_lr_scale=0.1)
+    tuned = CellSpec.make("prune", "lenet5", "synthetic_mnist", "smoke", params={"sparsity": 0.0, "finetune_lr_scale": 0.1})
+    cell = runner.resolve(tuned)
+    runner.run(runner.plan([tuned]))
+    stage, = [s for s in runner.store.get(cell.key)["metrics"]["stages"] if s["stage"] == "finetune"]
+    assert stage["history"][0]["lr"] == pytest.approx(finetune_recipe(cell.recipe, 0.5).lr * 0.1)
