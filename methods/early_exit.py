@@ -122,6 +122,9 @@ class _EarlyExitBase(Method):
         return EarlyExitNet(base, exits_of(params, base.num_stages), (info.in_chans, info.image_size, info.image_size),
                             params.branch_width, getattr(params, "threshold", 0.0))
 
+    def timing_model(self, spec, info, params):
+        return None  # where an input leaves depends on the trained exits: re-timed only from its saved model
+
     @torch.no_grad()
     def measure(self, ctx: CellContext, model: nn.Module, metrics: dict[str, Any]) -> dict[str, Any]:
         """Exit fractions over the test set, and batch-1 latency over real test images (the input decides the exit)."""

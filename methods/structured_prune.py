@@ -38,21 +38,34 @@ class StructuredPruning(CompressionMethod):
     Params = StructuredPruneParams
     description = "channel pruning with Torch-Pruning (L2 magnitude or random), then fine-tuning"
 
-    def run(self, ctx):
+    @staticmethod
+    def remove_channels(model: torch.nn.Module, info, params: StructuredPruneParams, seed: int) -> None:
+        """Remove `params.ratio` of the channels of every prunable layer of `model` (in place)."""
         import torch_pruning as tp
 
-        model = ctx.deps["baseline"].load_model(ctx.device).eval()
-        example = torch.zeros(1, ctx.info.in_chans, ctx.info.image_size, ctx.info.image_size, device=ctx.device)
-        importance = tp.importance.MagnitudeImportance(p=2) if ctx.params.importance == "l2" \
+        device = next(model.parameters()).device
+        example = torch.zeros(1, info.in_chans, info.image_size, info.image_size, device=device)
+        importance = tp.importance.MagnitudeImportance(p=2) if params.importance == "l2" \
             else tp.importance.RandomImportance()
         pruner = tp.pruner.MagnitudePruner(model, example, importance=importance,
-                                           pruning_ratio=ctx.params.ratio, ignored_layers=[model.head.fc])
-        before = sum(p.numel() for p in model.parameters())
+                                           pruning_ratio=params.ratio, ignored_layers=[model.head.fc])
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(ctx.spec.seed)
+            torch.manual_seed(seed)
             pruner.step()
+
+    def run(self, ctx):
+        model = ctx.deps["baseline"].load_model(ctx.device).eval()
+        before = sum(p.numel() for p in model.parameters())
+        self.remove_channels(model, ctx.info, ctx.params, ctx.spec.seed)
         ctx.record(params_before=before, params_kept_fraction=sum(p.numel() for p in model.parameters()) / before)
         ctx.fit(model, recipe=finetune_recipe(ctx.recipe, ctx.params.finetune_fraction), stage="finetune")
+        return model
+
+    def timing_model(self, spec, info, params):
+        """The same ratio removed from every layer of a fresh baseline: the same widths whichever channels go (the
+        ratio is per layer, not global), so the same inference work as the trained cell's."""
+        model = self.build_model(spec, info, params).eval()
+        self.remove_channels(model, info, params, spec.seed)
         return model
 
     def restore(self, spec, info, params, state):

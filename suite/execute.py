@@ -177,22 +177,48 @@ def execute_cell(cell: ResolvedCell, config: ExecConfig, dep_metrics: dict[str, 
     return metrics, env
 
 
+TIMED_ON_TWIN = "same-architecture copy"  # remeasured["timed_on"] of a cell re-timed without its saved model
+TIMING_FIELDS = ("latency_ms", "latency_p90_ms", "latency_runs", "throughput_img_s", "energy_mj", "energy_meter",
+                 "threads", "device_name", "measured_precision", "latency_timer")
+
+
+def retime_architecture(cell: ResolvedCell, ctx: CellContext) -> dict[str, Any]:
+    """Latency, throughput and energy of the cell's architecture with fresh weights (`Method.timing_model`): the
+    figures a re-timing pass needs where the saved model is not on this machine. Raises ValueError where the method
+    has no such model (its work depends on training or on the input)."""
+    model = cell.method.timing_model(cell.spec, ctx.info, cell.params)
+    if model is None:
+        raise ValueError(f"its saved model is not here ({ctx.artifact_dir / MODEL_FILE}) and {cell.spec.method}'s "
+                         "inference work depends on its trained weights: it is re-timed only from that model")
+    device = torch.device(cell.method.inference_device) if cell.method.inference_device else ctx.device
+    info = ctx.info
+    figures = measure_model(model, (info.in_chans, info.image_size, info.image_size), device,
+                            throughput_seconds=cell.profile.throughput_seconds,
+                            precision=cell.method.inference_precision or cell.precision)
+    return {k: figures[k] for k in TIMING_FIELDS if k in figures}
+
+
 def remeasure_cell(cell: ResolvedCell, config: ExecConfig, row: dict[str, Any],
                    dep_metrics: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Evaluate and measure a finished cell's saved model again (latency on a quiet machine, say), keeping
-    its training figures. Raises ValueError with the reason where it cannot."""
+    its training figures; where the saved model is not on this machine (records imported without it), re-time
+    its architecture instead (`retime_architecture`). Raises ValueError with the reason where it cannot."""
     if not cell.method.classifies:
         raise ValueError("not a classifier")
     ctx = build_context(cell, config, dep_metrics)
-    try:
-        model = dependency(cell, config, row["metrics"]).load_model(ctx.device)
-    except Exception as exc:
-        raise ValueError(f"its saved model cannot be reloaded ({type(exc).__name__}: {exc})".splitlines()[0]) from None
-    fresh = evaluate_and_measure(cell, ctx, model)
+    saved = dependency(cell, config, row["metrics"])
+    if (saved.artifact_dir / MODEL_FILE).exists():
+        try:
+            model = saved.load_model(ctx.device)
+        except Exception as exc:
+            raise ValueError(f"its saved model cannot be reloaded ({type(exc).__name__}: {exc})".splitlines()[0]) from None
+        fresh, timed_on = evaluate_and_measure(cell, ctx, model), "saved model"
+    else:  # the records travelled without the model: re-time its architecture, keep every other figure
+        fresh, timed_on = retime_architecture(cell, ctx), TIMED_ON_TWIN
     env = environment(ctx.device, cell.precision)
     metrics = {**row["metrics"], **fresh,
                "remeasured": {"commit": env["commit"], "device": env["device"], "threads": env["threads"],
-                              "date": time.strftime("%Y-%m-%d %H:%M:%S")}}
+                              "date": time.strftime("%Y-%m-%d %H:%M:%S"), "timed_on": timed_on}}
     trained = row.get("env") or {}
     return metrics, {**trained, "device": env["device"], "threads": env["threads"],
                      "trained_on": trained.get("trained_on") or trained.get("device")}

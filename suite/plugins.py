@@ -11,6 +11,10 @@ A method is a small class registered with `@register_method`. It declares
 - `build_model(spec, info, params)`: the architecture it trains (default: the registered model as is);
 - `restore(spec, info, params, state)`: its saved model rebuilt from the state dict (default: build_model +
   load_state_dict), so every finished cell can be re-measured and be a dependency;
+- `timing_model(spec, info, params)`: a model doing the cell's inference work without its saved weights, so
+  `--remeasure` re-times a cell whose model is not on this machine (default: build_model where restore is the
+  default one; None, "only from its saved model", where the architecture follows from training or the work
+  from the input);
 - `run(ctx)`: what makes it different, expressed through `ctx.fit(...)`; returns the final model.
 - `classifies`: False for an intermediate stage (EncodeNet's targets, its autoencoder) whose result is
   an artifact other cells read, not a classifier: the runner then skips test evaluation and measurement.
@@ -86,6 +90,15 @@ class Method:
         model = self.build_model(spec, info, params)
         model.load_state_dict(state)
         return model
+
+    def timing_model(self, spec: "CellSpec", info: "DatasetInfo", params: Any) -> nn.Module | None:
+        """A model with the cell's architecture and fresh weights, timed in place of its saved model where that is
+        not on this machine (dense kernels take the same time whatever the weights hold). None where the work
+        depends on what training left (an architecture read from the weights: `restore` overridden, unless the
+        method builds that architecture here; an int8 program) or on the input (early exit)."""
+        if type(self).restore is not Method.restore:
+            return None
+        return self.build_model(spec, info, params)
 
     def run(self, ctx: "CellContext") -> nn.Module:
         raise NotImplementedError

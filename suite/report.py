@@ -117,8 +117,7 @@ def header_lines(table: Table, opts: TableOptions, rows: list[TableRow], results
     timer = "timed with " + " and ".join(sorted(timers)) if timers else "not measured yet"
     measured = sorted({describe(r["metrics"]["measured_precision"]) for r in done
                        if r["metrics"].get("measured_precision")})
-    remeasured = sorted({f"{m['date'][:10]} (commit {m['commit']}, {m['device']})"
-                         for r in done if (m := r["metrics"].get("remeasured"))})
+    remeasured = remeasure_passes(done)
     lines = [
         f"# {table.title} (`{table.name}`)",
         "",
@@ -144,8 +143,34 @@ def header_lines(table: Table, opts: TableOptions, rows: list[TableRow], results
         "reproduced here. A Δ against a best-epoch figure flatters the source: ours is always the last epoch",
     ]
     if remeasured:
-        lines.append(f"- Re-measured with `--remeasure` (accuracy, latency, size, throughput of the saved models; training "
-                     f"untouched): {'; '.join(remeasured)}")
+        lines.append(f"- Re-measured with `--remeasure` (training untouched): {'; '.join(remeasured)}")
+    return lines
+
+
+def remeasure_passes(done: list[dict]) -> list[str]:
+    """Each `--remeasure` pass behind a table's cells: when, where, how many of its cells, and how many of those were
+    timed on a same-architecture copy because their saved models were not on that machine."""
+    from suite.execute import TIMED_ON_TWIN
+
+    passes: dict[str, list[str]] = {}
+    for r in done:
+        if m := r["metrics"].get("remeasured"):
+            passes.setdefault(f"{m['date'][:10]} (commit {m['commit']}, {m['device']})", []).append(m.get("timed_on", ""))
+    lines = []
+    for where, timed_on in sorted(passes.items()):
+        twins = timed_on.count(TIMED_ON_TWIN)
+        line = f"{where}: {len(timed_on)} of {len(done)} cells"
+        if twins:
+            line += (f", {twins} of them timed on a same-architecture copy with fresh weights (latency, throughput and "
+                     "energy only: their saved models were not on that machine, and dense kernels take the same time "
+                     "whatever the weights; accuracy, size and FLOPs as recorded)")
+        if twins < len(timed_on):
+            line += (", the others" if twins else "") + " from their saved models (accuracy, latency, size, throughput)"
+        lines.append(line)
+    left = len(done) - sum(map(len, passes.values()))
+    if passes and left:
+        lines.append("1 cell keeps the timing of its training run" if left == 1
+                     else f"{left} cells keep the timing of their training runs")
     return lines
 
 

@@ -62,7 +62,8 @@ class Runner:
         return dependency(cell, self.config, {}).load_model()
 
     def remeasure(self, cell: ResolvedCell) -> str | None:
-        """Evaluate and measure a finished cell's saved model again, keeping its training figures; returns
+        """Evaluate and measure a finished cell's saved model again (or re-time its architecture where the model is
+        not here: suite.execute.remeasure_cell), keeping its training figures; returns
         why it could not, or None. Nothing is trained."""
         row = self.store.get(cell.key)
         if not row or row["status"] != "done":

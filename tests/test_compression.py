@@ -131,6 +131,57 @@ def test_every_compressed_cell_reloads_and_remeasures(compressed, name):
     assert after["params"] == before["params"]
 
 
+@pytest.mark.parametrize("name", ["baseline", "global50", "cluster", "channels"])
+def test_a_timing_model_has_the_trained_cells_architecture(compressed, name):
+    """The model `--remeasure` times where a cell's saved model is not on the machine does the same work: every
+    weight tensor of the trained cell's model has its shape (a channel-pruned one included: the ratio is per layer,
+    so the same widths whichever channels the seed or the weights chose)."""
+    runner, keys, artifacts = compressed
+    cell = next(c for c in runner.planner._cells.values() if c.key == keys[name])
+    twin = cell.method.timing_model(cell.spec, cell.info, cell.params)
+    trained = final_state(artifacts, cell.key)
+    assert {k: tuple(v.shape) for k, v in twin.state_dict().items()} == \
+        {k: tuple(v.shape) for k, v in trained.items() if not k.endswith(("_orig", "_mask"))}
+
+
+@pytest.mark.parametrize("name", ["static", "qat"])
+def test_an_int8_cell_has_no_timing_model(compressed, name):
+    runner, keys, _ = compressed
+    cell = next(c for c in runner.planner._cells.values() if c.key == keys[name])
+    assert cell.method.timing_model(cell.spec, cell.info, cell.params) is None
+
+
+def test_remeasure_without_the_saved_model_retimes_the_architecture_and_keeps_the_recorded_figures(compressed):
+    """Records imported without their models (another machine): `--remeasure` still re-times a channel-pruned cell
+    on its architecture (latency and throughput new, accuracy and size as recorded, the record says how it was
+    timed), and refuses an int8 cell in one line, leaving its record as it was."""
+    from suite.execute import TIMED_ON_TWIN
+
+    runner, keys, artifacts = compressed
+    moved = []
+    try:
+        for name in ("channels", "static"):
+            model = artifacts / keys[name] / "model.pt"
+            model.rename(model.with_suffix(".away"))
+            moved.append(model)
+        channels = next(c for c in runner.planner._cells.values() if c.key == keys["channels"])
+        before = runner.store.get(channels.key)["metrics"]
+        assert runner.remeasure(channels) is None
+        after = runner.store.get(channels.key)["metrics"]
+        assert after["remeasured"]["timed_on"] == TIMED_ON_TWIN
+        assert after["latency_ms"] > 0 and after["throughput_img_s"] > 0
+        for kept in ("top1", "robust_top1", "size_bytes", "params", "flops", "stages"):
+            assert after[kept] == before[kept], kept
+        static = next(c for c in runner.planner._cells.values() if c.key == keys["static"])
+        before = runner.store.get(static.key)["metrics"]
+        reason = runner.remeasure(static)
+        assert "re-timed only from that model" in reason and "\n" not in reason
+        assert runner.store.get(static.key)["metrics"] == before
+    finally:
+        for model in moved:
+            model.with_suffix(".away").rename(model)
+
+
 def test_clustered_resnet8_keeps_its_accuracy_under_the_cpu_sgd_recipe(make_runner):
     """Centroid fine-tuning at the `cpu` profile's SGD learning rate (0.1): with the summed centroid
     gradient this collapsed to chance (10 %); the averaged one keeps most of the baseline's accuracy."""

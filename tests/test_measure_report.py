@@ -214,3 +214,23 @@ def test_energy_is_read_over_a_window_longer_than_the_meters_update_period():
     per_call = meter.per_call_mj(call, min_seconds=0.5)
     assert sum(calls) >= 40
     assert per_call == pytest.approx(10_000 * 0.5 / sum(calls), rel=0.35)  # 10 W over the window / calls
+
+
+def test_the_header_says_how_many_cells_each_remeasure_pass_timed_and_on_what():
+    """Constructed records: a pass that re-timed 2 cells on a same-architecture copy and 1 from its saved model, and
+    a fourth cell never re-measured: the header line counts each, so a reader knows which latencies share a pass."""
+    from suite.execute import TIMED_ON_TWIN
+    from suite.report import remeasure_passes
+
+    def record(timed_on=None):
+        m = {"date": "2026-12-04 20:00:00", "commit": "abc1234", "device": "AMD EPYC, 1 threads"}
+        return {"metrics": {"remeasured": {**m, "timed_on": timed_on}} if timed_on else {}}
+
+    lines = remeasure_passes([record(TIMED_ON_TWIN), record(TIMED_ON_TWIN), record("saved model"), record()])
+    assert lines[0].startswith("2026-12-04 (commit abc1234, AMD EPYC, 1 threads): 3 of 4 cells, 2 of them timed on a "
+                               "same-architecture copy")
+    assert "the others from their saved models" in lines[0]
+    assert lines[1] == "1 cell keeps the timing of its training run"
+    assert remeasure_passes([record("saved model")]) == [
+        "2026-12-04 (commit abc1234, AMD EPYC, 1 threads): 1 of 1 cells from their saved models (accuracy, latency, "
+        "size, throughput)"]
