@@ -37,11 +37,37 @@ def fmt(value: float | None, digits: int = 2) -> str:
 
 
 def latency_text(metrics: dict[str, Any]) -> str:
-    """The latency column: "median (p90)", or for an input-dependent model "mean (median m, p90 q)"."""
+    """One timing run: "median (p90)", or for an input-dependent model "mean (median m, p90 q)"."""
     if input_dependent(metrics):
         return (f"{fmt(metrics['latency_mean_ms'], 3)} mean (median {fmt(metrics['latency_ms'], 3)}, "
                 f"p90 {fmt(metrics.get('latency_p90_ms'), 3)})")
     return f"{fmt(metrics.get('latency_ms'), 3)} ({fmt(metrics.get('latency_p90_ms'), 3)})"
+
+
+def row_latency(rc: "RowCells") -> tuple[float | None, list[float]]:
+    """A row's latency: the median over its seeds' figures (`latency_figure`), and those figures. Each seed's model
+    is timed in a run of its own, so the seeds are repeated timing runs of the same work: on a shared machine the
+    spread between runs exceeds the one within a run, and one run's figure is not the row's."""
+    figures = [f for r in rc.done if (f := latency_figure(r["metrics"])) is not None]
+    return (statistics.median(figures) if figures else None), figures
+
+
+def row_latency_text(rc: "RowCells") -> str:
+    """The latency column: one run as `latency_text`; several: the median over the runs (seeds) with the median p90
+    (or the input-dependent figures) and the range over the runs, "0.452 (0.790; 3 runs 0.410–0.803)"."""
+    if not rc.done:
+        return ""
+    median, figures = row_latency(rc)
+    if len(figures) < 2:
+        return latency_text(rc.metrics)
+    runs = [r["metrics"] for r in rc.done if latency_figure(r["metrics"]) is not None]
+    p90 = statistics.median(m["latency_p90_ms"] for m in runs if m.get("latency_p90_ms") is not None) \
+        if any(m.get("latency_p90_ms") is not None for m in runs) else None
+    spread = f"{len(figures)} runs {fmt(min(figures), 3)}–{fmt(max(figures), 3)}"
+    if all(input_dependent(m) for m in runs):
+        return (f"{fmt(median, 3)} mean (median {fmt(statistics.median(m['latency_ms'] for m in runs), 3)}, "
+                f"p90 {fmt(p90, 3)}; {spread})")
+    return f"{fmt(median, 3)} ({fmt(p90, 3)}; {spread})"
 
 
 def fmt_duration(seconds: float) -> str:
@@ -130,7 +156,7 @@ CATALOGUE: dict[str, Column] = {c.name: c for c in [
     Column(SIZE_FORMAT, _metric("size_format", str)),
     Column(FLOPS, _metric("flops", lambda v: fmt(v / 1e6, 1))),
     Column(FLOPS_NONZERO, _metric("flops_nonzero", lambda v: fmt(v / 1e6, 2))),
-    Column(LATENCY, lambda rc: latency_text(rc.metrics) if rc.metrics else ""),
+    Column(LATENCY, row_latency_text),
     Column(TEST_TIME, _metric("test_set_seconds", lambda v: fmt(v, 3))),
     Column(THROUGHPUT, _metric("throughput_img_s", lambda v: fmt(v, 0))),
     Column(ENERGY, _metric("energy_mj", lambda v: fmt(v, 3))),
@@ -193,7 +219,7 @@ def raw_values(rc: RowCells) -> dict[str, Any]:
     mean, std = mean_std(values) if values else (None, None)
     return {"_top1_mean": mean, "_top1_std": std, "_top1_values": values,
             "_reported": rc.row.reported[0].value if rc.row.reported else None,
-            "_latency_ms": latency_figure(m), "_latency_p90_ms": m.get("latency_p90_ms"),
+            "_latency_ms": row_latency(rc)[0], "_latency_p90_ms": m.get("latency_p90_ms"),
             "_test_set_seconds": m.get("test_set_seconds"), "_size_bytes": m.get("size_bytes"),
             "_params": m.get("params"), "_nonzero_params": m.get("nonzero_params"), "_role": rc.row.role,
             "_keys": " ".join(r["key"] for r in rc.records if r),

@@ -50,12 +50,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def git_commit() -> str:
-    here = Path(__file__).resolve().parent
+def git_commit(checkout: Path | None = None) -> str:
+    """The checkout's short commit, "+dirty" where tracked files other than the published results differ from it
+    (a table written by an earlier command of the same session changes no figure of the next one)."""
+    here = checkout or Path(__file__).resolve().parent
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5, cwd=here)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
-                               timeout=5, cwd=here).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)",
+                                ":(top,exclude)results"], capture_output=True, text=True, timeout=5, cwd=here).stdout.strip()
         return out.stdout.strip() + ("+dirty" if dirty else "") if out.returncode == 0 else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"

@@ -130,9 +130,12 @@ def header_lines(table: Table, opts: TableOptions, rows: list[TableRow], results
         + (f"; latency and throughput timed in {', '.join(measured)}" if measured else ""),
         "- Data: " + " | ".join(data_lines),
         f"- Software: {'; '.join(versions) or 'n/a'}; commit {', '.join(commits) or 'n/a'}; rendered {dt.date.today().isoformat()}",
-        f"- Latency: batch 1, median (p90) of 100 timed runs after 10 warm-up runs ({timer}); for a model whose work "
+        f"- Latency: batch 1, median (p90) of 100 timed calls after 10 warm-up calls ({timer}); for a model whose work "
         "depends on its input (early exit) the expected latency, the mean over the real test images timed one at a time "
-        "(median and p90 beside it), which is also the basis of its speed-ups; size: bytes of the saved "
+        "(median and p90 beside it), which is also the basis of its speed-ups. Each seed's model is timed in a run of its "
+        "own: a row of several seeds shows the median over those runs, the median p90, and the range over the runs "
+        "(\"3 runs a–b\"; on a shared machine runs differ more than calls within a run), and its speed-ups use that "
+        "median; size: bytes of the saved "
         "state dict (MB = 10^6 bytes); FLOPs: forward pass of one image (a multiply-add counts 2). Each cell is timed "
         "when it finishes training, under whatever else the machine runs then (other cells with `--jobs`, other "
         "tables): latencies of rows trained at different times are comparable only after `--remeasure` of the table "

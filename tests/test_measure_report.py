@@ -234,3 +234,48 @@ def test_the_header_says_how_many_cells_each_remeasure_pass_timed_and_on_what():
     assert remeasure_passes([record("saved model")]) == [
         "2026-12-04 (commit abc1234, AMD EPYC, 1 threads): 1 of 1 cells from their saved models (accuracy, latency, "
         "size, throughput)"]
+
+
+def test_a_commit_is_dirty_for_changed_code_not_for_a_changed_published_table(tmp_path):
+    import subprocess
+
+    from suite.execute import git_commit
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "t.md").write_text("a\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    assert not git_commit(tmp_path).endswith("+dirty")
+    (tmp_path / "results" / "t.md").write_text("b\n")  # a table rendered earlier in the session
+    assert not git_commit(tmp_path).endswith("+dirty")
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_commit(tmp_path).endswith("+dirty")
+
+
+def test_a_rows_latency_is_the_median_over_its_seeds_timing_runs_with_their_range():
+    """Three seeds of one architecture timed in three runs (0.41, 0.93, 0.45 ms on a shared machine): the row shows
+    the median run, 0.45, with the median p90 and the range, and its speed-ups use 0.45, not the first seed's 0.41;
+    early-exit runs keep their expected latency (the mean over the images) per run."""
+    from types import SimpleNamespace
+
+    from suite.columns import RowCells, raw_values, row_latency_text
+    from suite.measure import latency_stats
+
+    def cells(runs: list[dict]) -> RowCells:
+        row = SimpleNamespace(spec=object(), role="", reported=[], not_run="")
+        return RowCells(row, [{"key": f"k{i}", "status": "done", "metrics": {"top1": 50.0, **m}}
+                              for i, m in enumerate(runs)], training_cost=lambda key: (10, 60.0))
+
+    fixed = cells([{"latency_ms": 0.41, "latency_p90_ms": 0.46}, {"latency_ms": 0.93, "latency_p90_ms": 1.04},
+                   {"latency_ms": 0.45, "latency_p90_ms": 0.79}])
+    assert row_latency_text(fixed) == "0.450 (0.790; 3 runs 0.410–0.930)"
+    assert raw_values(fixed)["_latency_ms"] == pytest.approx(0.45)
+    exits = [{**latency_stats([0.3] * 8 + [5.0] * 2), "latency_mean_ms": mean, "latency_input": "10 test images"}
+             for mean in (1.24, 1.30, 1.10)]
+    assert row_latency_text(cells(exits)) == "1.240 mean (median 0.300, p90 5.000; 3 runs 1.100–1.300)"
+    assert row_latency_text(cells(exits[:1])) == "1.240 mean (median 0.300, p90 5.000)"  # one run: as it was timed
