@@ -372,9 +372,11 @@ def main(argv: list[str] | None = None) -> int:
                         dry_run(runner, plan, f"{name} at budget {budget}" if budget else name, scale)
                     continue
                 path = records_path(args.out, name)
-                written, kept = save_progress(path, cells, runner.store, runner.artifacts)
-                print(f"{name}: {written} records in {path}; {len(kept)} saved model(s) unfinished cells "
-                      f"need in {models_path(path)}")
+                keeps = plans[0][1].table.budget_keeps
+                written, needed, starts = save_progress(path, cells, runner.store, runner.artifacts, keeps)
+                print(f"{name}: {written} records in {path}; {len(needed)} saved model(s) unfinished cells "
+                      f"need and {len(starts)} a --budgets campaign starts from ({', '.join(keeps)}) in "
+                      f"{models_path(path)}")
             return 0
         plans = [plan_table(runner, table, opts) for table in tables]
         if args.remeasure or args.render_only:

@@ -132,9 +132,12 @@ def models_path(records_file: Path) -> Path:
     return records_file.with_name(records_file.name.replace(".cells.jsonl", "") + ".models")
 
 
-def needed_models(cells: list[ResolvedCell], store: Store, artifacts: Path) -> list[str]:
-    """Keys of the finished cells whose saved model an unfinished cell of `cells` (or of their dependencies) loads:
-    what another machine needs so as not to train them again (a teacher under students still to distil)."""
+def needed_models(cells: list[ResolvedCell], store: Store, artifacts: Path,
+                  kept_roles: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
+    """Keys of the finished cells whose saved model another machine needs so as not to train them again: those an
+    unfinished cell of `cells` (or of their dependencies) loads (a teacher under students still to distil), and
+    those in `kept_roles` (`Table.budget_keeps`: what a `--budgets` campaign of the table starts from, the teacher
+    or the baseline to fine-tune, at their own recipe) once their dependents are done."""
     seen: dict[str, ResolvedCell] = {}
 
     def visit(cell: ResolvedCell) -> None:
@@ -150,21 +153,28 @@ def needed_models(cells: list[ResolvedCell], store: Store, artifacts: Path) -> l
         row = store.get(key)
         return bool(row) and row["status"] == "done"
 
-    return sorted({d.key for c in seen.values() if not done(c.key) for d in c.deps.values()
-                   if done(d.key) and (artifacts / d.key / MODEL_FILE).exists()})
+    def saved(key: str) -> bool:
+        return done(key) and (artifacts / key / MODEL_FILE).exists()
+
+    needed = {d.key for c in seen.values() if not done(c.key) for d in c.deps.values() if saved(d.key)}
+    starts = {d.key for c in seen.values() for role, d in c.deps.items() if role in kept_roles and saved(d.key)}
+    return sorted(needed), sorted(starts - needed)
 
 
-def save_progress(records_file: Path, cells: list[ResolvedCell], store: Store, artifacts: Path) -> tuple[int, list[str]]:
+def save_progress(records_file: Path, cells: list[ResolvedCell], store: Store, artifacts: Path,
+                  kept_roles: tuple[str, ...] = ()) -> tuple[int, list[str], list[str]]:
     """Merge the finished cells' records (and their dependencies') into `records_file` (it only grows), and keep
-    beside it, in `<table>.models/KEY/`, the saved models that unfinished cells still need (nothing else: the
-    folder empties as the campaign ends). Returns (records written, model keys kept). Trains and renders nothing."""
+    beside it, in `<table>.models/KEY/`, the saved models that unfinished cells still need and those a budget
+    campaign starts from (`needed_models`; nothing else: the other models leave the folder as the campaign ends).
+    Returns (records written, keys needed, keys kept for budgets). Trains and renders nothing."""
     from suite.report import upstream_keys, write_records
 
     results = [[store.get(c.key) for c in cells]]
     records = merge_records(published_records(records_file), store.records(upstream_keys([cells], results)))
     records_file.parent.mkdir(parents=True, exist_ok=True)
     write_records(records_file, records)
-    keep = needed_models(cells, store, artifacts)
+    needed, starts = needed_models(cells, store, artifacts, kept_roles)
+    keep = needed + starts
     folder = models_path(records_file)
     for key in keep:
         if not (folder / key / MODEL_FILE).exists():
@@ -176,7 +186,7 @@ def save_progress(records_file: Path, cells: list[ResolvedCell], store: Store, a
                 shutil.rmtree(old)
         if not any(folder.iterdir()):
             folder.rmdir()
-    return len(records), keep
+    return len(records), needed, starts
 
 
 def restore_models(records_file: Path, store: Store, artifacts: Path) -> int:

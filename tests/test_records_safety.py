@@ -130,7 +130,8 @@ def test_a_malformed_records_file_names_the_line_and_why(tmp_path, text, says):
 def test_save_progress_carries_a_campaign_to_another_machine_with_the_models_it_still_needs(tmp_path, capsys):
     """The teacher is done, its students are not: --save-progress publishes the teacher's record and its saved
     model; on a fresh store --import-records restores both, and the students train on it without training it
-    again. Once every student is done the models folder is gone."""
+    again. Once every student is done the teacher's model stays, as the one a `--budgets` campaign of kd distils
+    from (kd's `budget_keeps`), and nothing else is kept."""
     out = tmp_path / "published"
     common = ["--table", "kd", "--profile", "smoke", "--dataset", "synthetic_cifar10", "--methods", "kd", "--quiet",
               "--out", str(out)]
@@ -138,7 +139,8 @@ def test_save_progress_carries_a_campaign_to_another_machine_with_the_models_it_
     assert main([*common, *first, "--only", "baseline/resnet56"]) == 0  # the teacher alone
     capsys.readouterr()
     assert main([*common, *first, "--save-progress"]) == 0
-    assert "1 saved model(s) unfinished cells need" in capsys.readouterr().out
+    assert "1 saved model(s) unfinished cells need and 0 a --budgets campaign starts from (teacher)" \
+        in capsys.readouterr().out
     teacher_key = next(json.loads(line)["key"] for line in (out / "kd.cells.jsonl").read_text().splitlines()
                        if json.loads(line)["spec"]["model"] == "resnet56")
     assert [p.name for p in (out / "kd.models").iterdir()] == [teacher_key]
@@ -152,4 +154,5 @@ def test_save_progress_carries_a_campaign_to_another_machine_with_the_models_it_
     log = capsys.readouterr().out
     assert "cached baseline/resnet56" in log and "retraining baseline/resnet56" not in log and "failed 0" in log
     assert main([*common, *second, "--save-progress"]) == 0
-    assert "0 saved model(s)" in capsys.readouterr().out and not (out / "kd.models").exists()
+    assert "0 saved model(s) unfinished cells need and 1 a --budgets campaign starts from" in capsys.readouterr().out
+    assert [p.name for p in (out / "kd.models").iterdir()] == [teacher_key]  # the students' models are not kept
