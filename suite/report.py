@@ -104,7 +104,7 @@ def header_lines(table: Table, opts: TableOptions, rows: list[TableRow], results
                                                      if r["spec"]["dataset"] == d}, reverse=True))
         data_lines.append(f"{d}: fingerprint {m['data_fingerprint']}, {canon}; train {trains}, test {m['test_size']} images"
                           + (" (by recipe, see above)" if "/" in trains else ""))
-    devices = counted([e["device"] for e in envs]) or ["not run"]
+    devices = counted([e.get("trained_on") or e["device"] for e in envs]) or ["not run"]  # a remeasure names its own
     versions = sorted({software_line(e) for e in envs})
     commits = counted([e["commit"] for e in envs])
     if len(commits) > 1:  # one table, trained over several sessions: why the older cells still stand
@@ -126,7 +126,8 @@ def header_lines(table: Table, opts: TableOptions, rows: list[TableRow], results
         f"- Profile: `{opts.profile}` ({profile.description}); recipes: " + "; ".join(recipes),
         f"- Seeds: {opts.seeds} (0..{opts.seeds - 1}); Top-1 is the final-epoch test accuracy, mean ± sample std over seeds "
         "(no checkpoint is selected on the test set)",
-        f"- Device: {', '.join(devices)}; numerics: {', '.join(numerics) or 'n/a'}"
+        f"- Device{' (training; the re-measure pass names its own below)' if remeasured else ''}: {', '.join(devices)}; "
+        f"numerics: {', '.join(numerics) or 'n/a'}"
         + (f"; latency and throughput timed in {', '.join(measured)}" if measured else ""),
         "- Data: " + " | ".join(data_lines),
         f"- Software: {'; '.join(versions) or 'n/a'}; commit {', '.join(commits) or 'n/a'}; rendered {dt.date.today().isoformat()}",

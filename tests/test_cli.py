@@ -151,13 +151,20 @@ def test_remeasure_trains_nothing_and_refreshes_the_measurements(run_dir, capsys
     args = ["--table", "baselines", "--profile", "smoke", "--dataset", "synthetic_mnist"]
     assert cli(run_dir, *args) == 0
     (row,) = Store(run_dir["store"]).rows()
+    Store(run_dir["store"]).finish(row["key"], row["metrics"], {**row["env"], "device": "Other CPU, 4 threads"})
     assert cli(run_dir, *args, "--remeasure") == 0
     assert "baselines: remeasured" in capsys.readouterr().out
     (again,) = Store(run_dir["store"]).rows()
     assert again["key"] == row["key"] and "remeasured" in again["metrics"]
     assert again["metrics"]["top1"] == row["metrics"]["top1"]  # the same saved model
     assert again["metrics"]["stages"] == row["metrics"]["stages"]  # training figures kept
-    assert "Re-measured with `--remeasure`" in (run_dir["out"] / "baselines.md").read_text()
+    md = (run_dir["out"] / "baselines.md").read_text()
+    assert "Re-measured with `--remeasure`" in md
+    # trained on another machine, timed on this one: the header names both, each where it belongs
+    device = next(line for line in md.splitlines() if line.startswith("- Device"))
+    assert device.startswith("- Device (training; the re-measure pass names its own below): Other CPU, 4 threads")
+    remeasured = next(line for line in md.splitlines() if line.startswith("- Re-measured"))
+    assert again["env"]["device"] in remeasured and "Other CPU" not in remeasured
 
 
 def test_render_only_trains_nothing_and_marks_unfinished_rows_pending(run_dir, capsys):
