@@ -44,12 +44,17 @@ def latency_text(metrics: dict[str, Any]) -> str:
     return f"{fmt(metrics.get('latency_ms'), 3)} ({fmt(metrics.get('latency_p90_ms'), 3)})"
 
 
-def row_latency(rc: "RowCells") -> tuple[float | None, list[float]]:
-    """A row's latency: the median over its seeds' figures (`latency_figure`), and those figures. Each seed's model
-    is timed in a run of its own, so the seeds are repeated timing runs of the same work: on a shared machine the
-    spread between runs exceeds the one within a run, and one run's figure is not the row's."""
-    figures = [f for r in rc.done if (f := latency_figure(r["metrics"])) is not None]
-    return (statistics.median(figures) if figures else None), figures
+def timed_runs(rc: "RowCells") -> list[dict[str, Any]]:
+    """The metrics of a row's seeds that carry a latency (`latency_figure`): each seed's model is timed in a run of
+    its own, so the seeds are repeated timing runs of the same work."""
+    return [r["metrics"] for r in rc.done if latency_figure(r["metrics"]) is not None]
+
+
+def row_latency(rc: "RowCells") -> float | None:
+    """A row's latency: the median over its timing runs (on a shared machine the spread between runs exceeds the
+    one within a run, and one run's figure is not the row's)."""
+    runs = timed_runs(rc)
+    return statistics.median(map(latency_figure, runs)) if runs else None
 
 
 def row_latency_text(rc: "RowCells") -> str:
@@ -57,10 +62,11 @@ def row_latency_text(rc: "RowCells") -> str:
     (or the input-dependent figures) and the range over the runs, "0.452 (0.790; 3 runs 0.410–0.803)"."""
     if not rc.done:
         return ""
-    median, figures = row_latency(rc)
-    if len(figures) < 2:
+    runs = timed_runs(rc)
+    if len(runs) < 2:
         return latency_text(rc.metrics)
-    runs = [r["metrics"] for r in rc.done if latency_figure(r["metrics"]) is not None]
+    figures = [latency_figure(m) for m in runs]
+    median = statistics.median(figures)
     p90 = statistics.median(m["latency_p90_ms"] for m in runs if m.get("latency_p90_ms") is not None) \
         if any(m.get("latency_p90_ms") is not None for m in runs) else None
     spread = f"{len(figures)} runs {fmt(min(figures), 3)}–{fmt(max(figures), 3)}"
@@ -219,7 +225,7 @@ def raw_values(rc: RowCells) -> dict[str, Any]:
     mean, std = mean_std(values) if values else (None, None)
     return {"_top1_mean": mean, "_top1_std": std, "_top1_values": values,
             "_reported": rc.row.reported[0].value if rc.row.reported else None,
-            "_latency_ms": row_latency(rc)[0], "_latency_p90_ms": m.get("latency_p90_ms"),
+            "_latency_ms": row_latency(rc), "_latency_p90_ms": m.get("latency_p90_ms"),
             "_test_set_seconds": m.get("test_set_seconds"), "_size_bytes": m.get("size_bytes"),
             "_params": m.get("params"), "_nonzero_params": m.get("nonzero_params"), "_role": rc.row.role,
             "_keys": " ".join(r["key"] for r in rc.records if r),

@@ -124,10 +124,23 @@ def build_context(cell: ResolvedCell, config: ExecConfig, dep_metrics: dict[str,
                        cell.precision, heartbeat)
 
 
+def inference_setting(cell: ResolvedCell, ctx: CellContext) -> tuple[torch.device, str]:
+    """The device and precision the cell's model infers with (an int8 model: the CPU, fp32)."""
+    device = torch.device(cell.method.inference_device) if cell.method.inference_device else ctx.device
+    return device, cell.method.inference_precision or cell.precision
+
+
+def cost_figures(cell: ResolvedCell, ctx: CellContext, model: nn.Module) -> dict[str, Any]:
+    """Parameters, size, FLOPs, latency, throughput and energy of `model`, as the cell infers."""
+    device, precision = inference_setting(cell, ctx)
+    info = ctx.info
+    return measure_model(model, (info.in_chans, info.image_size, info.image_size), device,
+                         throughput_seconds=cell.profile.throughput_seconds, precision=precision)
+
+
 def evaluate_and_measure(cell: ResolvedCell, ctx: CellContext, model: nn.Module) -> dict[str, Any]:
     """Clean and perturbed test accuracy, whole-test-set inference time, and the cost figures."""
-    device = torch.device(cell.method.inference_device) if cell.method.inference_device else ctx.device
-    precision = cell.method.inference_precision or cell.precision
+    device, precision = inference_setting(cell, ctx)
     batch = cell.recipe.eval_batch_size
 
     def accuracy(transform=None) -> dict[str, float]:
@@ -139,10 +152,7 @@ def evaluate_and_measure(cell: ResolvedCell, ctx: CellContext, model: nn.Module)
     metrics["test_set_seconds"] = time.perf_counter() - t0
     metrics["test_set_batch"] = batch
     metrics["robust_top1"] = {name: accuracy(perturbation(name, ctx.info))["top1"] for name in PERTURBATIONS}
-    info = ctx.info
-    metrics.update(measure_model(model, (info.in_chans, info.image_size, info.image_size), device,
-                                 throughput_seconds=cell.profile.throughput_seconds,
-                                 precision=precision))
+    metrics.update(cost_figures(cell, ctx, model))
     metrics["size_format"] = "torch.save(state_dict)"
     metrics.update(cell.method.measure(ctx, model, metrics))
     return metrics
@@ -192,11 +202,7 @@ def retime_architecture(cell: ResolvedCell, ctx: CellContext) -> dict[str, Any]:
     if model is None:
         raise ValueError(f"its saved model is not here ({ctx.artifact_dir / MODEL_FILE}) and {cell.spec.method}'s "
                          "inference work depends on its trained weights: it is re-timed only from that model")
-    device = torch.device(cell.method.inference_device) if cell.method.inference_device else ctx.device
-    info = ctx.info
-    figures = measure_model(model, (info.in_chans, info.image_size, info.image_size), device,
-                            throughput_seconds=cell.profile.throughput_seconds,
-                            precision=cell.method.inference_precision or cell.precision)
+    figures = cost_figures(cell, ctx, model)
     return {k: figures[k] for k in TIMING_FIELDS if k in figures}
 
 
