@@ -171,7 +171,7 @@ class EncodeNetTargets(EncodeNetStage):
     @staticmethod
     def draw_representatives(ctx: CellContext, targets: Targets) -> str:
         """EncodeNet Fig. 2: each class's cluster representatives (the first 10 classes)."""
-        rows = [(f"class {c}", ctx.train.images[targets.representatives_of(ctx.train.labels, c)].float() / 255)
+        rows = [(ctx.info.class_name(c), ctx.train.images[targets.representatives_of(ctx.train.labels, c)].float() / 255)
                 for c in range(min(10, ctx.info.num_classes))]
         path = ctx.artifact_dir / figure_name(ctx.spec, "representatives")
         image_grid(rows, f"Cluster representatives (lowest entropy):\n{ctx.spec.model} on {ctx.spec.dataset}, "

@@ -60,6 +60,11 @@ class DatasetInfo:
     augment: str  # "cifar" (4-px zero-pad crop + flip) or "none"
     load: Callable[[Path], tuple[Split, Split, bool | None, str]] = field(repr=False, compare=False)
     synthetic: bool = False
+    class_names: tuple[str, ...] = ()  # label order; empty: figures say "class N"
+
+    def class_name(self, label: int) -> str:
+        """What a figure calls class `label`: its dataset's name for it where known."""
+        return self.class_names[label] if label < len(self.class_names) else f"class {label}"
 
 
 @dataclass
@@ -254,14 +259,21 @@ MNIST_STATS = ((0.1307,), (0.3081,))
 FMNIST_STATS = ((0.2860,), (0.3530,))
 C10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 C100_STATS = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
+# Label order of the official files (torchvision's `classes`); CIFAR-100's 100 names are not listed: "class N".
+MNIST_CLASSES = tuple(f"digit {d}" for d in range(10))
+FMNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+C10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 for _info in [
     DatasetInfo("mnist", 10, 1, 28, *MNIST_STATS, "none",
-                _disk_loader("MNIST/raw", lambda f: load_idx_dataset(f, IDX_MD5["MNIST"]), "MNIST")),
+                _disk_loader("MNIST/raw", lambda f: load_idx_dataset(f, IDX_MD5["MNIST"]), "MNIST"),
+                class_names=MNIST_CLASSES),
     DatasetInfo("fashion_mnist", 10, 1, 28, *FMNIST_STATS, "none",
-                _disk_loader("FashionMNIST/raw", lambda f: load_idx_dataset(f, IDX_MD5["FashionMNIST"]), "FashionMNIST")),
+                _disk_loader("FashionMNIST/raw", lambda f: load_idx_dataset(f, IDX_MD5["FashionMNIST"]), "FashionMNIST"),
+                class_names=FMNIST_CLASSES),
     DatasetInfo("cifar10", 10, 3, 32, *C10_STATS, "cifar",
-                _disk_loader("cifar-10-batches-py", lambda f: load_cifar_dataset(f, CIFAR_FILES["cifar-10-batches-py"]), "CIFAR10")),
+                _disk_loader("cifar-10-batches-py", lambda f: load_cifar_dataset(f, CIFAR_FILES["cifar-10-batches-py"]), "CIFAR10"),
+                class_names=C10_CLASSES),
     DatasetInfo("cifar100", 100, 3, 32, *C100_STATS, "cifar",
                 _disk_loader("cifar-100-python", lambda f: load_cifar_dataset(f, CIFAR_FILES["cifar-100-python"]), "CIFAR100",
                              "; CIFAR-100 has no offline copy: run the table with `--dataset cifar10` instead")),
@@ -338,7 +350,7 @@ def image_folder(name: str, root: str | Path, image_size: int | None = None, tes
         return tr, te, None, root  # no official checksums to compare with: the header names the folder
 
     return DatasetInfo(name, len(classes), in_chans, train.images.shape[-1], mean, std,
-                       augment or ("cifar" if in_chans == 3 else "none"), load)
+                       augment or ("cifar" if in_chans == 3 else "none"), load, class_names=tuple(classes))
 
 
 def fingerprint(train: Split, test: Split) -> str:

@@ -117,3 +117,26 @@ def test_encodenet_and_ablation_tables_complete_at_smoke_profile(run_dir, capsys
     assert "| EncodeNet " in md and "equal epochs" in md and "(elbow)" in md
     assert list(run_dir["out"].glob("encodenet_conversions_*.png")) and list(run_dir["out"].glob("encodenet_elbow_*.png"))
     assert "Recon MSE (reported)" in (run_dir["out"] / "ablation.md").read_text()
+
+
+@pytest.mark.parametrize("dataset, first, last", [("cifar10", "airplane", "truck"),
+                                                  ("fashion_mnist", "T-shirt/top", "Ankle boot"),
+                                                  ("synthetic_cifar10", "class 0", "class 9")])
+def test_the_representatives_figure_labels_each_row_with_the_datasets_class_name(monkeypatch, tmp_path, dataset,
+                                                                                first, last):
+    from types import SimpleNamespace
+
+    import methods.encodenet as encodenet
+    from suite.data import DATASETS, Split
+
+    labels = torch.arange(40) % 10
+    targets = choose_targets(np.random.default_rng(0).random((40, 2)), labels.numpy(), np.random.default_rng(1).random(40),
+                             "none")
+    drawn = {}
+    monkeypatch.setattr(encodenet, "image_grid", lambda rows, title, path: drawn.setdefault("rows", rows))
+    ctx = SimpleNamespace(train=Split(torch.zeros(40, 3, 4, 4, dtype=torch.uint8), labels), info=DATASETS.get(dataset),
+                          artifact_dir=tmp_path, spec=CellSpec.make("encodenet_targets", "resnet20", dataset, "smoke"),
+                          params=SimpleNamespace(clustering="none"))
+    encodenet.EncodeNetTargets.draw_representatives(ctx, targets)
+    names = [label for label, _ in drawn["rows"]]
+    assert len(names) == 10 and names[0] == first and names[-1] == last
