@@ -233,19 +233,24 @@ def run_table(name: str, *, profile: str = "cpu", seeds: int = 1, dataset: str |
         return result
 
 
-def budget_label(plan: TablePlan, budget: str) -> str:
-    """A budget as the reader sees it: what was asked and the reference row's resulting epochs."""
-    reference = next((cells for row, cells in zip(plan.rows, plan.row_cells) if row.role == "reference" and cells),
-                     next((cells for cells in plan.row_cells if cells), []))
-    epochs = f"{reference[0].recipe.epochs} ep" if reference else "?"
-    return epochs if budget == epochs.split()[0] else f"{budget.replace('x', '×')} ({epochs})"
+def budget_label(plan: TablePlan, budget: str, kept: tuple[str, ...] = ()) -> str:
+    """A budget as the reader sees it: what was asked and the epochs it gives the rows it trains (those not of a kept
+    role); where those rows differ in epochs (one recipe per dataset), the header's budget line gives each recipe."""
+    trained = [cells for row, cells in zip(plan.rows, plan.row_cells) if row.role not in kept and cells]
+    epochs = {c.recipe.epochs for cells in trained or [cells for cells in plan.row_cells if cells] for c in cells}
+    asked = budget.replace("x", "×")
+    if len(epochs) != 1:
+        return asked
+    ep = f"{epochs.pop()} ep"
+    return ep if budget == ep.split()[0] else f"{asked} ({ep})"
 
 
 def run_budgets(name: str, budgets: list[str] | str, *, out: str | Path | None = None, budget_teacher: bool = False,
-                **kwargs: Any) -> BudgetResult:
+                render_only: bool = False, **kwargs: Any) -> BudgetResult:
     """`run_table` at each budget ("N" epochs or "xK"; "x1" is the profile's own), then one table across them
     (suite/budgets.py), written as `<out>/budget_<name>.md` (+ .csv, .cells.jsonl, _delta_vs_budget.png) when
-    `out` is given. Each budget's cells are cached like any others."""
+    `out` is given. Each budget's cells are cached like any others; `render_only` trains nothing and shows what the
+    store holds (a campaign's progress; cells not yet trained are pending)."""
     from suite.budgets import budget_table, kept_roles, parse_budgets, plot_budgets
     from suite.executors import make_executor
     from suite.records import merge_records, published_records
@@ -263,14 +268,18 @@ def run_budgets(name: str, budgets: list[str] | str, *, out: str | Path | None =
                            progress=kwargs.get("progress", True), force=kwargs.get("force", False),
                            retries=kwargs.get("retries", 1))
         kept = kept_roles(table.budget_keeps, budget_teacher)
-        pool = make_executor(kwargs.get("executor", "local"), jobs, None, threads_per_job(jobs, threads))
+        pool = None if render_only else make_executor(kwargs.get("executor", "local"), jobs, None,
+                                                      threads_per_job(jobs, threads))
         per_budget, shown, labels = {}, {}, []
         try:
             for budget in budgets:
                 runner = base.at_budget(budget, kept)
                 plan = plan_table(runner, table, opts)
-                result, _, _ = train_and_render(runner, plan, opts, None, pool)
-                label = budget_label(plan, budget)
+                if render_only:
+                    result, _ = result_of(plan, opts, runner.store, None, runner.artifacts, False)
+                else:
+                    result, _, _ = train_and_render(runner, plan, opts, None, pool)
+                label = budget_label(plan, budget, kept)
                 per_budget[label] = result
                 shown[label] = (result.display, result.frame)
                 labels = result.labels
@@ -289,7 +298,9 @@ def run_budgets(name: str, budgets: list[str] | str, *, out: str | Path | None =
         notes = ["Budgets: every stage of every row trained at each budget, a multistep schedule's milestones "
                  "stretched with its epochs" + (f", except what the rows start from (the rows and upstream models "
                                                 f"of role {', '.join(kept)}): each keeps its own recipe, the same "
-                                                "model at every budget" if kept else "")
+                                                "model at every budget; a row that fine-tunes it for a fraction "
+                                                "of the recipe's epochs keeps that fraction of the "
+                                                "budget's" if kept else "")
                  + ("; the teacher retrained at each budget (--budget-teacher)." if budget_teacher else "."),
                  f"{'Verdict holds across budgets'}: yes = the same better / worse at every budget; changes at B = "
                  "the first budget whose verdict differs; within noise everywhere; no verdict where a budget has "

@@ -284,14 +284,15 @@ def train_budgets(args, table: Table, opts: TableOptions) -> int:
     from suite.api import run_budgets
 
     result = run_budgets(table.name, args.budgets, out=args.out, budget_teacher=args.budget_teacher,
-                         profile=opts.profile, seeds=opts.seeds, dataset=opts.dataset, methods=opts.methods,
+                         render_only=args.render_only, profile=opts.profile, seeds=opts.seeds, dataset=opts.dataset, methods=opts.methods,
                          options=opts.extra, precision=args.precision,
                          device=args.device, store=args.store, artifacts=args.artifacts, data_dir=args.data_dir,
                          jobs=args.jobs, threads=args.threads, executor=args.executor, retries=args.retries,
                          progress=not args.quiet,
                          force=args.force)
     failed = sum(len(r.failed) for r in result.per_budget.values())
-    print(f"{table.name}: budgets {', '.join(result.per_budget)}, failed {failed} -> "
+    print(f"{table.name}: budgets {', '.join(result.per_budget)}, "
+          + ("rendered from the store" if args.render_only else f"failed {failed}") + " -> "
           f"{args.out / f'budget_{table.name}.md'}")
     return 1 if failed else 0
 
@@ -355,12 +356,13 @@ def main(argv: list[str] | None = None) -> int:
         args.out = args.out or Path("results") / args.profile
         if not args.dry_run:
             check_writable(args.out)
+        if args.budgets and (args.remeasure or args.from_records):
+            raise ValueError("--remeasure and --from-records take one budget at a time: leave out --budgets (to render "
+                             "a budget table from its records: --import-records results/cpu/budget_TABLE.cells.jsonl "
+                             "--store SCRATCH --budgets ... --render-only)")
         if args.render_only and args.from_records:  # each table in the numerics its records were made with
             return max(render_from_records(args, table, opts) for table in tables)
-        if args.budgets and not (args.dry_run or args.save_progress):
-            if args.remeasure or args.render_only:
-                raise ValueError("--render-only and --remeasure take one budget at a time: leave out --budgets "
-                                 "(--budgets trains every budget, or plans them with --dry-run / --save-progress)")
+        if args.budgets and not (args.dry_run or args.save_progress):  # trains every budget, or --render-only shows
             return max(train_budgets(args, table, opts) for table in tables)
         runner, threads = make_runner(args)
         if args.dry_run or args.save_progress:  # plans only: one per table, or one per budget of each table

@@ -92,11 +92,25 @@ def test_budgets_dry_run_trains_nothing_and_save_progress_carries_a_budget_campa
     assert "imported 2" in out and out.count("cached") == 2 and "to train" not in out
 
 
-def test_budgets_refuse_render_only_in_one_line(tmp_path, capsys):
-    assert main(["--out", str(tmp_path / "out"), "--store", str(tmp_path / "s.sqlite"), "--quiet", "--profile",
-                 "smoke", "--table", "baselines", "--budgets", "x1,x2", "--render-only"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "take one budget at a time" in err
+def test_budgets_render_only_trains_nothing_and_shows_unfinished_cells_as_pending(tmp_path, capsys):
+    args = ["--out", str(tmp_path / "out"), "--store", str(tmp_path / "s.sqlite"), "--quiet", "--profile", "smoke",
+            "--dataset", "synthetic_mnist", "--table", "compare", "--methods", "baseline", "--model", "lenet5"]
+    assert main(args) == 0  # the plain table: budget x1's cells, x2 untrained
+    capsys.readouterr()
+    assert main([*args, "--budgets", "x1,x2", "--render-only"]) == 0
+    out = capsys.readouterr().out
+    assert "training " not in out and "rendered from the store" in out
+    table = (tmp_path / "out" / "budget_compare.md").read_text()
+    assert "×2 (2 ep)" in table and "pending" in table
+    from suite.store import Store
+
+    assert len([r for r in Store(tmp_path / "s.sqlite").rows() if r.get("status") == "done"]) == 1
+
+    for refused in ("--remeasure", "--from-records"):
+        assert main([*args, "--budgets", "x1,x2", "--render-only", refused] if refused != "--remeasure"
+                    else [*args, "--budgets", "x1,x2", refused]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "take one budget at a time" in err
 
 
 def test_a_pruning_budget_is_a_fine_tuning_budget_over_the_one_trained_baseline(make_runner):
