@@ -250,7 +250,8 @@ def run_budgets(name: str, budgets: list[str] | str, *, out: str | Path | None =
     """`run_table` at each budget ("N" epochs or "xK"; "x1" is the profile's own), then one table across them
     (suite/budgets.py), written as `<out>/budget_<name>.md` (+ .csv, .cells.jsonl, _delta_vs_budget.png) when
     `out` is given. Each budget's cells are cached like any others; `render_only` trains nothing and shows what the
-    store holds (a campaign's progress; cells not yet trained are pending)."""
+    store holds (a campaign's progress; cells not yet trained are pending); `only` (a label substring) trains just the
+    matching cells of every budget and what they need, the others shown as they are."""
     from suite.budgets import budget_table, kept_roles, parse_budgets, plot_budgets
     from suite.executors import make_executor
     from suite.records import merge_records, published_records
@@ -266,7 +267,7 @@ def run_budgets(name: str, budgets: list[str] | str, *, out: str | Path | None =
         base = make_runner(kwargs.get("store", "runs/store.sqlite"), kwargs.get("artifacts"), kwargs.get("data_dir"),
                            kwargs.get("device", "auto"), kwargs.get("precision", DEFAULT_PRECISION), jobs, threads,
                            progress=kwargs.get("progress", True), force=kwargs.get("force", False),
-                           retries=kwargs.get("retries", 1))
+                           only=kwargs.get("only"), retries=kwargs.get("retries", 1))
         kept = kept_roles(table.budget_keeps, budget_teacher)
         pool = None if render_only else make_executor(kwargs.get("executor", "local"), jobs, None,
                                                       threads_per_job(jobs, threads))

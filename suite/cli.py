@@ -288,7 +288,7 @@ def train_budgets(args, table: Table, opts: TableOptions) -> int:
                          options=opts.extra, precision=args.precision,
                          device=args.device, store=args.store, artifacts=args.artifacts, data_dir=args.data_dir,
                          jobs=args.jobs, threads=args.threads, executor=args.executor, retries=args.retries,
-                         progress=not args.quiet,
+                         only=args.only, progress=not args.quiet,
                          force=args.force)
     failed = sum(len(r.failed) for r in result.per_budget.values())
     print(f"{table.name}: budgets {', '.join(result.per_budget)}, "
@@ -317,7 +317,7 @@ def table_options(args) -> tuple[list[Table], TableOptions]:
         raise ValueError("--from-records only renders: use it with --render-only")
     if args.budgets and args.epochs is not None:
         raise ValueError("--epochs and --budgets both set the epochs: give the budgets in epochs (--budgets 10,40)")
-    clashing = [flag for flag, value in (("--only", args.only), ("--tensorboard", args.tensorboard)) if value]
+    clashing = [flag for flag, value in (("--tensorboard", args.tensorboard),) if value]
     if args.budgets and clashing:
         raise ValueError(f"{', '.join(clashing)} cannot be combined with --budgets yet: run each budget's table "
                          "without --budgets (--epochs N) for that")

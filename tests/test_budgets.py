@@ -113,6 +113,18 @@ def test_budgets_render_only_trains_nothing_and_shows_unfinished_cells_as_pendin
         assert len(err.splitlines()) == 1 and "take one budget at a time" in err
 
 
+def test_budgets_only_trains_the_matching_cells_of_every_budget(tmp_path, capsys):
+    from suite.store import Store
+
+    args = ["--out", str(tmp_path / "out"), "--store", str(tmp_path / "s.sqlite"), "--profile", "smoke", "--seeds", "2",
+            "--dataset", "synthetic_mnist", "--table", "compare", "--methods", "baseline", "--model", "lenet5"]
+    assert main([*args, "--budgets", "x1,x2", "--only", "seed0"]) == 0
+    trained = [l for l in capsys.readouterr().out.splitlines() if l.startswith("training ")]
+    assert len(trained) == 2 and all("seed0" in l for l in trained)
+    done = [r for r in Store(tmp_path / "s.sqlite").rows() if r.get("status") == "done"]
+    assert len(done) == 2
+
+
 def test_a_pruning_budget_is_a_fine_tuning_budget_over_the_one_trained_baseline(make_runner):
     """Pruning (and compression) keep the baseline they prune at its own recipe: every budget prunes the same trained
     model and only the fine-tuning grows; a table that keeps only the teacher (encodenet) retrains its baseline."""

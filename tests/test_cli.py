@@ -64,7 +64,7 @@ def test_dry_run_scales_its_estimate_by_the_plans_finished_cells(run_dir, capsys
     (["--table", "kd", "--opt", "pairs"], "--opt takes KEY=VALUE"),
     (["--table", "baselines", "--from-records"], "use it with --render-only"),
     (["--table", "baselines", "--budgets", "x1,x2", "--epochs", "3"], "--epochs and --budgets both set the epochs"),
-    (["--table", "baselines", "--budgets", "x1,x2", "--only", "lenet"], "--only cannot be combined with --budgets"),
+    (["--table", "baselines", "--budgets", "x1,x2", "--tensorboard", "tb"], "--tensorboard cannot be combined with --budgets"),
     (["--table", "baselines", "--budgets", "x1"], "--budgets needs two budgets or more"),
     (["--table", "baselines", "--render-only", "--from-records"], "no published cell records at .*baselines.cells.jsonl"),
 ])
