@@ -252,10 +252,10 @@ def run_budgets(name: str, budgets: list[str] | str, *, out: str | Path | None =
     `out` is given. Each budget's cells are cached like any others; `render_only` trains nothing and shows what the
     store holds (a campaign's progress; cells not yet trained are pending); `only` (a label substring) trains just the
     matching cells of every budget and what they need, the others shown as they are."""
-    from suite.budgets import budget_table, kept_roles, parse_budgets, plot_budgets
+    from suite.budgets import budget_command, budget_costs, budget_table, kept_roles, parse_budgets, plot_budgets
     from suite.executors import make_executor
     from suite.records import merge_records, published_records
-    from suite.report import records_path, write_records
+    from suite.report import records_path, write_index, write_records
 
     with one_line_errors():
         budgets = parse_budgets(budgets)
@@ -296,6 +296,17 @@ def run_budgets(name: str, budgets: list[str] | str, *, out: str | Path | None =
             header[profile_line:profile_line + 1] = [
                 f"- Budget {b}: " + next(l for l in r.markdown.splitlines() if l.startswith("- Profile:"))[2:]
                 for b, r in per_budget.items()]
+        extra = {k: v for k, v in opts.extra.items() if k not in ("model", "teacher")}
+        command = budget_command(name, budgets, [
+            ("methods", opts.methods), ("dataset", opts.dataset), ("model", opts.extra.get("model")),
+            ("teacher", opts.extra.get("teacher")), *[("opt", f"{k}={v}") for k, v in extra.items()],
+            ("seeds", opts.seeds), ("precision", kwargs.get("precision", DEFAULT_PRECISION))])
+        command += " --budget-teacher" if budget_teacher else ""
+        bullets = next(i for i, line in enumerate(header) if line.startswith("- "))
+        header[bullets:bullets] = [f"- Command: `{command}` (add `--render-only` to re-render it from the store, "
+                           "`--save-progress` to publish its finished cells)",
+                       "- Cost (training, the cells' own clocks): "
+                       + budget_costs({b: r.records for b, r in per_budget.items()})]
         notes = ["Budgets: every stage of every row trained at each budget, a multistep schedule's milestones "
                  "stretched with its epochs" + (f", except what the rows start from (the rows and upstream models "
                                                 f"of role {', '.join(kept)}): each keeps its own recipe, the same "
@@ -305,7 +316,9 @@ def run_budgets(name: str, budgets: list[str] | str, *, out: str | Path | None =
                  + ("; the teacher retrained at each budget (--budget-teacher)." if budget_teacher else "."),
                  f"{'Verdict holds across budgets'}: yes = the same better / worse at every budget; changes at B = "
                  "the first budget whose verdict differs; within noise everywhere; no verdict where a budget has "
-                 "one seed (verdicts as in each budget's own table: Welch over seeds, Benjamini-Hochberg within it)."]
+                 "one seed (verdicts as in each budget's own table: Welch over seeds, Benjamini-Hochberg within it). A verdict "
+                 "that changes while Δ stays inside the other budget's interval is the seeds' spread changing, not the "
+                 "effect: read the Δ columns beside it."]
         markdown = "\n".join(header + ["", display.to_markdown(index=False, disable_numparse=True), "", "Notes:"]
                              + [f"- {n}" for n in notes]) + "\n"
         if out is not None:
@@ -319,6 +332,7 @@ def run_budgets(name: str, budgets: list[str] | str, *, out: str | Path | None =
                                               [r for res in per_budget.values() for r in res.records]))
             plot_budgets(numbers, labels, f"{table.title}: Δ to the reference against the budget",
                          out / f"{stem}_delta_vs_budget.png")
+            write_index(out.parent)
         return BudgetResult(name, display, numbers, markdown, per_budget)
 
 

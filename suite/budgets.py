@@ -6,6 +6,7 @@ stretched with it; a distiller's teacher keeps its own recipe), so its cells are
 already trained is reused, a new one trains. The profile's own budget is the table's plain cells."""
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -92,10 +93,35 @@ def plot_budgets(numbers: pd.DataFrame, label_columns: list[str], title: str, pa
     ax.set_xticks(range(len(budgets)), budgets)
     ax.set_xlabel("training budget")
     ax.set_ylabel("Δ top-1 to the reference row (points), 95 % interval")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(textwrap.fill(title, 90), fontsize=9)  # a table's long title would run off the figure
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def budget_command(table: str, budgets: list[str], options: list[tuple[str, str | int | None]]) -> str:
+    """The command line that trains (and, with --render-only, re-renders) a budget table: its (flag, value) options,
+    those left unset (None or empty) omitted."""
+    parts = ["python run_all.py", f"--table {table}"]
+    for flag, value in options:
+        if value not in (None, "", False):
+            text = str(value)
+            parts.append(f"--{flag} " + (f'"{text}"' if any(ch in text for ch in " [];,") else text))
+    parts.append(f"--budgets {','.join(budgets)}")
+    return " ".join(parts)
+
+
+def budget_costs(records_by_budget: dict[str, list[dict]]) -> str:
+    """Each budget's training cost from its finished cells' own clocks; a cell shared by several budgets (a kept
+    baseline or teacher) is counted once, at the first budget that has it."""
+    seen: set[str] = set()
+    parts = []
+    for label, records in records_by_budget.items():
+        own = [r for r in records if r.get("status") == "done" and r["key"] not in seen]
+        seen.update(r["key"] for r in own)
+        hours = sum(float((r.get("metrics") or {}).get("cell_seconds") or 0.0) for r in own) / 3600
+        parts.append(f"{label}: {hours:.2f} h over {len(own)} cells")
+    return "; ".join(parts)

@@ -77,9 +77,14 @@ def records_seeds(records: list[dict[str, Any]]) -> int:
 
 
 def merge_records(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """`new` (in its order), then every record of `old` whose key `new` lacks: a records file only grows."""
-    keys = {r["key"] for r in new}
-    return new + [r for r in old if r["key"] not in keys]
+    """`new` (in its order, each key once: a cell shared by several budgets' tables comes once), then every record
+    of `old` whose key `new` lacks: a records file only grows."""
+    unique, keys = [], set()
+    for record in new:
+        if record["key"] not in keys:
+            unique.append(record)
+            keys.add(record["key"])
+    return unique + [r for r in old if r["key"] not in keys]
 
 
 @dataclass
@@ -98,19 +103,41 @@ class ImportReport:
                 f"{why}, not finished {self.not_finished}")
 
 
+def budget_keep_sets() -> list[tuple[str, ...]]:
+    """The roles a `--budgets` campaign may have kept at their own recipe: every table's `budget_keeps`, with and
+    without --budget-teacher."""
+    from suite.budgets import kept_roles
+    from suite.tables import discover_tables
+
+    tables = discover_tables()
+    keeps = [tables.get(name).budget_keeps for name in tables.names()]
+    return sorted({kept_roles(k, teacher) for k in keeps for teacher in (False, True)})
+
+
 def import_records(store: Store, records: list[dict[str, Any]], data_dir: Path | None,
                    add: Callable[[list[dict[str, Any]]], int] | None = None) -> ImportReport:
     """Add (through `add`: the run's Scheduler.add_records, the store's one writer) the finished records whose key
     this code and data recompute; count the others."""
     report = ImportReport()
-    planners = {p: Planner(data_dir, PlanOptions(precision=p)) for p in ("fp32", "bf16")}
+    planners: dict[tuple[str, tuple[str, ...]], Planner] = {}
+
+    def planner(precision: str, keeps: tuple[str, ...] = PlanOptions.budget_keeps) -> Planner:
+        if (precision, keeps) not in planners:
+            planners[precision, keeps] = Planner(data_dir, PlanOptions(precision=precision, budget_keeps=keeps))
+        return planners[precision, keeps]
+
     matching = []
     for record in records:
         if record.get("status") != "done":
             report.not_finished += 1
             continue
         try:
-            cell = planners[precision_of(record)].resolve(spec_of(record))
+            spec = spec_of(record)
+            cell = planner(precision_of(record)).resolve(spec)
+            if cell.key != record["key"] and "budget" in spec.recipe_overrides_dict:
+                # a --budgets cell: its dependencies' keys depend on which roles its campaign kept at their recipe
+                cell = next((c for c in (planner(precision_of(record), keeps).resolve(spec)
+                                         for keeps in budget_keep_sets()) if c.key == record["key"]), cell)
         except (ValueError, KeyError, TypeError) as exc:  # an unknown method, model, option or parameter
             report.stale[record["key"]] = f"cannot be planned here: {exc}".splitlines()[0]
             continue

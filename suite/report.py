@@ -348,6 +348,13 @@ def write_rendering(table: Table, opts: TableOptions, rendering: Rendering, stor
     return md_path, csv_path
 
 
+def chart_name(stem: str) -> str:
+    """What the index calls a table's chart: `latency` / `params` (top-1 against them), `intervals`, `budget`."""
+    if "_accuracy_vs_" in stem:
+        return stem.split("_accuracy_vs_")[-1]
+    return "Δ vs budget" if stem.endswith("_delta_vs_budget") else "intervals"
+
+
 def write_index(root: Path) -> Path:
     """`<root>/README.md`: every rendered table under `<root>/<profile>/`, with its profile and date."""
     entries = []
@@ -355,9 +362,9 @@ def write_index(root: Path) -> Path:
         lines = md.read_text().splitlines()
         title = lines[0].lstrip("# ") if lines else md.stem
         rendered = next((l.split("rendered ")[-1] for l in lines if "rendered " in l), "?")
-        charts = sorted(md.parent.glob(f"{md.stem}_accuracy_vs_*.png")) + sorted(md.parent.glob(f"{md.stem}_top1_intervals.png"))
-        plots = " ".join(f"[{p.stem.split('_accuracy_vs_')[-1] if '_accuracy_vs_' in p.stem else 'intervals'}]"
-                         f"({p.relative_to(root).as_posix()})" for p in charts)
+        charts = (sorted(md.parent.glob(f"{md.stem}_accuracy_vs_*.png")) + sorted(md.parent.glob(f"{md.stem}_top1_intervals.png"))
+                  + sorted(md.parent.glob(f"{md.stem}_delta_vs_budget.png")))
+        plots = " ".join(f"[{chart_name(p.stem)}]({p.relative_to(root).as_posix()})" for p in charts)
         entries.append(f"| [{title}]({md.relative_to(root).as_posix()}) | `{md.parent.name}` | {rendered} | {plots or '—'} |")
     index = root / "README.md"
     index.write_text("# Published results\n\nEvery table here was produced by `python run_all.py --table NAME --profile "

@@ -1,5 +1,7 @@
 """Budget as a dimension: budgets in cell keys (a budget's cells reused, a new one trained), a teacher at its own
 recipe, milestones stretched, and a verdict that changes between budgets reported as changing."""
+import re
+
 import pytest
 
 import suite
@@ -57,6 +59,11 @@ def test_budgets_from_the_command_line(tmp_path, capsys):
             "--dataset", "synthetic_mnist", "--table", "compare", "--methods", "baseline", "--model", "lenet5"]
     assert main([*args, "--budgets", "x1,x2"]) == 0
     assert "budgets ×1 (1 ep), ×2 (2 ep), failed 0" in capsys.readouterr().out
+    header = (tmp_path / "out" / "budget_compare.md").read_text()
+    assert ("- Command: `python run_all.py --table compare --methods baseline --dataset synthetic_mnist --model lenet5 "
+            "--seeds 1 --precision auto --budgets x1,x2`") in header
+    assert re.search(r"- Cost \(training, the cells' own clocks\): ×1 \(1 ep\): [0-9.]+ h over 1 cells; "
+                     r"×2 \(2 ep\): [0-9.]+ h over 1 cells", header)
     assert main([*args, "--budgets", "x1,zz"]) == 2
     assert "a budget is N epochs or xK" in capsys.readouterr().err
 
@@ -155,3 +162,24 @@ def test_budget_teacher_takes_only_the_teacher_out_of_the_kept_roles():
 
     assert kept_roles(("teacher", "baseline", "reference"), False) == ("teacher", "baseline", "reference")
     assert kept_roles(("teacher", "baseline", "reference"), True) == ("baseline", "reference")
+
+
+def test_a_budget_campaign_with_a_kept_baseline_imports_on_another_machine(tmp_path, capsys):
+    """Pruning keeps its baseline at its own recipe under --budgets, so a ×2 cell's key hashes the plain baseline's:
+    its records import elsewhere (none stale), and each cell is written once though both budgets' tables hold the
+    baseline."""
+    import json
+
+    common = ["--quiet", "--profile", "smoke", "--dataset", "synthetic_mnist", "--table", "pruning",
+              "--methods", "prune[compression=4]", "--only", "lenet5", "--budgets", "x1,x2"]
+    first = ["--out", str(tmp_path / "out"), "--store", str(tmp_path / "a.sqlite"), *common]
+    assert main(first) == 0
+    capsys.readouterr()
+    records = tmp_path / "out" / "budget_pruning.cells.jsonl"
+    keys = [json.loads(line)["key"] for line in records.read_text().splitlines()]
+    assert len(keys) == len(set(keys)) == 5  # the baseline, and control + pruned row at each budget
+
+    second = ["--out", str(tmp_path / "out2"), "--store", str(tmp_path / "b.sqlite"), *common]
+    assert main([*second, "--import-records", str(records), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "imported 5" in out and "stale 0" in out and "to train" not in out
