@@ -303,10 +303,10 @@ def run_budgets(name: str, budgets: list[str] | str, *, out: str | Path | None =
             ("seeds", opts.seeds), ("precision", kwargs.get("precision", DEFAULT_PRECISION))])
         command += " --budget-teacher" if budget_teacher else ""
         bullets = next(i for i, line in enumerate(header) if line.startswith("- "))
-        header[bullets:bullets] = [f"- Command: `{command}` (add `--render-only` to re-render it from the store, "
-                           "`--save-progress` to publish its finished cells)",
-                       "- Cost (training, the cells' own clocks): "
-                       + budget_costs({b: r.records for b, r in per_budget.items()})]
+        header[bullets:bullets] = [
+            f"- Command: `{command}` (add `--render-only` to re-render it from the store, `--save-progress` to publish "
+            "its finished cells)",
+            "- Cost (training, the cells' own clocks): " + budget_costs({b: r.records for b, r in per_budget.items()})]
         notes = ["Budgets: every stage of every row trained at each budget, a multistep schedule's milestones "
                  "stretched with its epochs" + (f", except what the rows start from (the rows and upstream models "
                                                 f"of role {', '.join(kept)}): each keeps its own recipe, the same "

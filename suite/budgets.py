@@ -6,6 +6,7 @@ stretched with it; a distiller's teacher keeps its own recipe), so its cells are
 already trained is reused, a new one trains. The profile's own budget is the table's plain cells."""
 from __future__ import annotations
 
+import shlex
 import textwrap
 from pathlib import Path
 
@@ -105,13 +106,11 @@ def plot_budgets(numbers: pd.DataFrame, label_columns: list[str], title: str, pa
 def budget_command(table: str, budgets: list[str], options: list[tuple[str, str | int | None]]) -> str:
     """The command line that trains (and, with --render-only, re-renders) a budget table: its (flag, value) options,
     those left unset (None or empty) omitted."""
-    parts = ["python run_all.py", f"--table {table}"]
+    parts = ["python", "run_all.py", "--table", table]
     for flag, value in options:
         if value not in (None, "", False):
-            text = str(value)
-            parts.append(f"--{flag} " + (f'"{text}"' if any(ch in text for ch in " [];,") else text))
-    parts.append(f"--budgets {','.join(budgets)}")
-    return " ".join(parts)
+            parts += [f"--{flag}", str(value)]
+    return shlex.join([*parts, "--budgets", ",".join(budgets)])  # quoted as a shell reads it back
 
 
 def budget_costs(records_by_budget: dict[str, list[dict]]) -> str:

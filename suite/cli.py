@@ -284,8 +284,8 @@ def train_budgets(args, table: Table, opts: TableOptions) -> int:
     from suite.api import run_budgets
 
     result = run_budgets(table.name, args.budgets, out=args.out, budget_teacher=args.budget_teacher,
-                         render_only=args.render_only, profile=opts.profile, seeds=opts.seeds, dataset=opts.dataset, methods=opts.methods,
-                         options=opts.extra, precision=args.precision,
+                         render_only=args.render_only, profile=opts.profile, seeds=opts.seeds, dataset=opts.dataset,
+                         methods=opts.methods, options=opts.extra, precision=args.precision,
                          device=args.device, store=args.store, artifacts=args.artifacts, data_dir=args.data_dir,
                          jobs=args.jobs, threads=args.threads, executor=args.executor, retries=args.retries,
                          only=args.only, progress=not args.quiet,

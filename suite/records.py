@@ -126,18 +126,19 @@ def import_records(store: Store, records: list[dict[str, Any]], data_dir: Path |
             planners[precision, keeps] = Planner(data_dir, PlanOptions(precision=precision, budget_keeps=keeps))
         return planners[precision, keeps]
 
-    matching = []
+    matching, keep_sets = [], None
     for record in records:
         if record.get("status") != "done":
             report.not_finished += 1
             continue
         try:
-            spec = spec_of(record)
-            cell = planner(precision_of(record)).resolve(spec)
+            spec, precision = spec_of(record), precision_of(record)
+            cell = planner(precision).resolve(spec)
             if cell.key != record["key"] and "budget" in spec.recipe_overrides_dict:
                 # a --budgets cell: its dependencies' keys depend on which roles its campaign kept at their recipe
-                cell = next((c for c in (planner(precision_of(record), keeps).resolve(spec)
-                                         for keeps in budget_keep_sets()) if c.key == record["key"]), cell)
+                keep_sets = keep_sets or budget_keep_sets()  # once per import, and only if a budget cell needs it
+                cell = next((c for c in (planner(precision, keeps).resolve(spec) for keeps in keep_sets)
+                             if c.key == record["key"]), cell)
         except (ValueError, KeyError, TypeError) as exc:  # an unknown method, model, option or parameter
             report.stale[record["key"]] = f"cannot be planned here: {exc}".splitlines()[0]
             continue

@@ -113,9 +113,8 @@ def test_budgets_render_only_trains_nothing_and_shows_unfinished_cells_as_pendin
 
     assert len([r for r in Store(tmp_path / "s.sqlite").rows() if r.get("status") == "done"]) == 1
 
-    for refused in ("--remeasure", "--from-records"):
-        assert main([*args, "--budgets", "x1,x2", "--render-only", refused] if refused != "--remeasure"
-                    else [*args, "--budgets", "x1,x2", refused]) == 2
+    for refused in (["--remeasure"], ["--render-only", "--from-records"]):
+        assert main([*args, "--budgets", "x1,x2", *refused]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "take one budget at a time" in err
 
