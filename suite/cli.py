@@ -202,14 +202,25 @@ def dry_run(runner: Runner, plan: TablePlan, title: str | None = None,
           f"with every core busy ({basis})")
 
 
-def remeasure(runner: Runner, plan: TablePlan, args, opts: TableOptions) -> int:
-    for cell in tqdm(plan.cells, desc=f"{plan.table.name}: remeasure", disable=args.quiet, leave=False):
-        reason = runner.remeasure(cell)
+def remeasure(runner: Runner, plans: list[TablePlan], args, opts: TableOptions) -> int:
+    """One pass over the tables asked for: each distinct cell re-timed once, however many of the tables show it, then
+    every table rendered, so a cell shown in two tables shows one figure (`--table pruning,compare,baselines`)."""
+    import time
+
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    cells = list({c.key: c for plan in plans for c in plan.cells}.values())
+    names = ", ".join(plan.table.name for plan in plans)
+    for cell in tqdm(cells, desc=f"{names}: remeasure", disable=args.quiet, leave=False):
+        reason = runner.remeasure(cell, started)
         if reason and reason != "not a classifier":
             print(f"not remeasured {cell.label}: {reason}")
-    md, _ = render(plan.table, opts, plan.rows, plan.row_cells, runner.store, args.out, runner.artifacts,
-                   force=args.force)
-    print(f"{plan.table.name}: remeasured -> {md}")
+    if len(plans) > 1:
+        shown = sum(len(plan.cells) for plan in plans)
+        print(f"remeasured {len(cells)} distinct cells for the {shown} the tables {names} show")
+    for plan in plans:
+        md, _ = render(plan.table, opts, plan.rows, plan.row_cells, runner.store, args.out, runner.artifacts,
+                       force=args.force)
+        print(f"{plan.table.name}: remeasured -> {md}")
     return 0
 
 
@@ -381,9 +392,10 @@ def main(argv: list[str] | None = None) -> int:
                       f"{models_path(path)}")
             return 0
         plans = [plan_table(runner, table, opts) for table in tables]
-        if args.remeasure or args.render_only:
-            mode = remeasure if args.remeasure else render_only
-            return max(mode(runner, plan, args, opts) for plan in plans)
+        if args.remeasure:
+            return remeasure(runner, plans, args, opts)
+        if args.render_only:
+            return max(render_only(runner, plan, args, opts) for plan in plans)
         check_writable(runner.artifacts, "the artifacts folder")
         executor = make_executor(args.executor, args.jobs, args.address, threads)
         try:  # each table is rendered as soon as its cells are done

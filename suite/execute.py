@@ -207,10 +207,12 @@ def retime_architecture(cell: ResolvedCell, ctx: CellContext) -> dict[str, Any]:
 
 
 def remeasure_cell(cell: ResolvedCell, config: ExecConfig, row: dict[str, Any],
-                   dep_metrics: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+                   dep_metrics: dict[str, dict[str, Any]],
+                   pass_started: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Evaluate and measure a finished cell's saved model again (latency on a quiet machine, say), keeping
     its training figures; where the saved model is not on this machine (records imported without it), re-time
-    its architecture instead (`retime_architecture`). Raises ValueError with the reason where it cannot."""
+    its architecture instead (`retime_architecture`). `pass_started` names the pass (when it began) so a report
+    groups the cells one pass timed, even across midnight. Raises ValueError with the reason where it cannot."""
     if not cell.method.classifies:
         raise ValueError("not a classifier")
     ctx = build_context(cell, config, dep_metrics)
@@ -224,9 +226,10 @@ def remeasure_cell(cell: ResolvedCell, config: ExecConfig, row: dict[str, Any],
     else:  # the records travelled without the model: re-time its architecture, keep every other figure
         fresh, timed_on = retime_architecture(cell, ctx), TIMED_ON_TWIN
     env = environment(ctx.device, cell.precision)
+    date = time.strftime("%Y-%m-%d %H:%M:%S")
     metrics = {**row["metrics"], **fresh,
                "remeasured": {"commit": env["commit"], "device": env["device"], "threads": env["threads"],
-                              "date": time.strftime("%Y-%m-%d %H:%M:%S"), "timed_on": timed_on}}
+                              "date": date, "pass": pass_started or date, "timed_on": timed_on}}
     trained = row.get("env") or {}
     return metrics, {**trained, "device": env["device"], "threads": env["threads"],
                      "trained_on": trained.get("trained_on") or trained.get("device")}

@@ -157,9 +157,10 @@ def remeasure_passes(done: list[dict]) -> list[str]:
     from suite.execute import TIMED_ON_TWIN
 
     passes: dict[str, list[str]] = {}
-    for r in done:
+    for r in done:  # a pass is named by when it began (records before passes were named: by the day of each cell)
         if m := r["metrics"].get("remeasured"):
-            passes.setdefault(f"{m['date'][:10]} (commit {m['commit']}, {m['device']})", []).append(m.get("timed_on", ""))
+            when = f"pass of {m['pass'][:16]}" if m.get("pass") else m["date"][:10]
+            passes.setdefault(f"{when} (commit {m['commit']}, {m['device']})", []).append(m.get("timed_on", ""))
     lines = []
     for where, timed_on in sorted(passes.items()):
         twins = timed_on.count(TIMED_ON_TWIN)

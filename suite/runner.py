@@ -61,15 +61,15 @@ class Runner:
         """A finished cell's saved model, on the CPU."""
         return dependency(cell, self.config, {}).load_model()
 
-    def remeasure(self, cell: ResolvedCell) -> str | None:
+    def remeasure(self, cell: ResolvedCell, pass_started: str | None = None) -> str | None:
         """Evaluate and measure a finished cell's saved model again (or re-time its architecture where the model is
         not here: suite.execute.remeasure_cell), keeping its training figures; returns
-        why it could not, or None. Nothing is trained."""
+        why it could not, or None. Nothing is trained. `pass_started`: when the pass this cell belongs to began."""
         row = self.store.get(cell.key)
         if not row or row["status"] != "done":
             return "not finished"
         try:
-            metrics, env = remeasure_cell(cell, self.config, row, self.scheduler.dep_metrics(cell))
+            metrics, env = remeasure_cell(cell, self.config, row, self.scheduler.dep_metrics(cell), pass_started)
         except (ValueError, RuntimeError) as exc:
             return str(exc)
         self.scheduler.store_remeasured(cell.key, metrics, env)

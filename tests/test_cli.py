@@ -167,6 +167,35 @@ def test_remeasure_trains_nothing_and_refreshes_the_measurements(run_dir, capsys
     assert again["env"]["device"] in remeasured and "Other CPU" not in remeasured
 
 
+def test_one_remeasure_pass_over_tables_sharing_cells_times_each_cell_once(run_dir, monkeypatch, capsys):
+    """Two tables that show the same cell (here the same table at 1 and 2 seeds: seed 0 in both): one pass re-times
+    each distinct cell once, so both tables show one figure per cell, and names the pass by when it began."""
+    import argparse
+
+    from suite import api
+    from suite.cli import remeasure
+    from suite.runner import Runner
+    from suite.tables import get_table
+
+    trained = {**run_dir, "out": run_dir["out"].parent / "trained"}  # the pass renders the 1-seed table first
+    assert cli(trained, "--table", "baselines", "--profile", "smoke", "--dataset", "synthetic_mnist", "--seeds", "2") == 0
+    runner = api.make_runner(run_dir["store"], device="cpu", progress=False)
+    one, two = (api.plan_table(runner, get_table("baselines"), api.table_options("smoke", n, "synthetic_mnist"))
+                for n in (1, 2))
+    timed = []
+    real = Runner.remeasure
+    monkeypatch.setattr(Runner, "remeasure", lambda self, cell, started=None: timed.append(cell.key)
+                        or real(self, cell, started))
+    ns = argparse.Namespace(quiet=True, out=run_dir["out"], force=False)
+    assert remeasure(runner, [one, two], ns, api.table_options("smoke", 2, "synthetic_mnist")) == 0
+    assert sorted(timed) == sorted(c.key for c in two.cells)  # seed 0 once, not once per table
+    assert "remeasured 2 distinct cells for the 3" in capsys.readouterr().out
+    passes = {runner.store.get(k)["metrics"]["remeasured"]["pass"] for k in timed}
+    assert len(passes) == 1
+    header = (run_dir["out"] / "baselines.md").read_text()
+    assert f"pass of {passes.pop()[:16]}" in header
+
+
 def test_render_only_trains_nothing_and_marks_unfinished_rows_pending(run_dir, capsys):
     args = ["--table", "baselines", "--profile", "smoke", "--dataset", "synthetic_mnist", "--render-only"]
     assert cli(run_dir, *args) == 0

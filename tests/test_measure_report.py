@@ -236,6 +236,17 @@ def test_the_header_says_how_many_cells_each_remeasure_pass_timed_and_on_what():
         "size, throughput)"]
 
 
+def test_a_remeasure_pass_that_crosses_midnight_reads_as_one_pass():
+    from suite.report import remeasure_passes
+
+    def record(date):
+        return {"metrics": {"remeasured": {"date": date, "pass": "2026-12-04 23:58:02", "commit": "abc1234",
+                                           "device": "AMD EPYC, 1 threads", "timed_on": "saved model"}}}
+
+    (line,) = remeasure_passes([record("2026-12-04 23:59:00"), record("2026-12-05 00:20:00")])
+    assert line.startswith("pass of 2026-12-04 23:58 (commit abc1234, AMD EPYC, 1 threads): 2 of 2 cells")
+
+
 def test_a_commit_is_dirty_for_changed_code_not_for_a_changed_published_table(tmp_path):
     import subprocess
 
