@@ -187,15 +187,34 @@ def result_of(plan: TablePlan, opts: TableOptions, store, out: Path | None, arti
     return result, md_path
 
 
+def progress_saver(runner, plan: TablePlan, records_file: Path | None):
+    """What `--progress-dir` calls after every finished cell: `--save-progress` of the plan into `records_file`
+    (records that only grow, and the saved models unfinished cells need), so a machine lost mid-campaign loses
+    only the cells in flight. A failure to save is one line; training goes on."""
+    if records_file is None:
+        return None
+    from suite.records import save_progress
+
+    def save() -> None:
+        try:
+            save_progress(records_file, plan.cells, runner.store, runner.artifacts, plan.table.budget_keeps)
+        except (OSError, ValueError) as exc:
+            runner.log(f"progress not saved to {records_file}: {type(exc).__name__}: {exc}")
+
+    return save
+
+
 def train_and_render(runner, plan: TablePlan, opts: TableOptions, out: Path | None, executor=None,
-                     force: bool = False, tensorboard: Path | None = None) -> tuple[TableResult, Path | None, Any]:
+                     force: bool = False, tensorboard: Path | None = None,
+                     save_to: Path | None = None) -> tuple[TableResult, Path | None, Any]:
     """Train what the plan still needs (through `executor`, or in this process), then compute and write the table
-    (and, with `tensorboard`, one TensorBoard run per finished cell: suite/tracking.py)."""
+    (and, with `tensorboard`, one TensorBoard run per finished cell: suite/tracking.py). `save_to`: a records file
+    the campaign's progress is merged into after every finished cell (`progress_saver`)."""
     if tensorboard is not None:
         from suite.tracking import summary_writer
 
         summary_writer()  # its one line before anything trains
-    summary = runner.run(plan.cells, executor)
+    summary = runner.run(plan.cells, executor, progress_saver(runner, plan, save_to))
     if tensorboard is not None:
         from suite.tracking import write_tensorboard
 
@@ -246,12 +265,13 @@ def budget_label(plan: TablePlan, budget: str, kept: tuple[str, ...] = ()) -> st
 
 
 def run_budgets(name: str, budgets: list[str] | str, *, out: str | Path | None = None, budget_teacher: bool = False,
-                render_only: bool = False, **kwargs: Any) -> BudgetResult:
+                render_only: bool = False, progress_dir: str | Path | None = None, **kwargs: Any) -> BudgetResult:
     """`run_table` at each budget ("N" epochs or "xK"; "x1" is the profile's own), then one table across them
     (suite/budgets.py), written as `<out>/budget_<name>.md` (+ .csv, .cells.jsonl, _delta_vs_budget.png) when
     `out` is given. Each budget's cells are cached like any others; `render_only` trains nothing and shows what the
     store holds (a campaign's progress; cells not yet trained are pending); `only` (a label substring) trains just the
-    matching cells of every budget and what they need, the others shown as they are."""
+    matching cells of every budget and what they need, the others shown as they are; `progress_dir`: after every
+    finished cell, the campaign's progress saved as `progress_dir/budget_<name>.cells.jsonl` (`--progress-dir`)."""
     from suite.budgets import budget_command, budget_costs, budget_table, kept_roles, parse_budgets, plot_budgets
     from suite.executors import make_executor
     from suite.records import merge_records, published_records
@@ -272,6 +292,7 @@ def run_budgets(name: str, budgets: list[str] | str, *, out: str | Path | None =
         pool = None if render_only else make_executor(kwargs.get("executor", "local"), jobs, None,
                                                       threads_per_job(jobs, threads))
         per_budget, shown, labels = {}, {}, []
+        progress_file = records_path(Path(progress_dir), f"budget_{name}") if progress_dir is not None else None
         try:
             for budget in budgets:
                 runner = base.at_budget(budget, kept)
@@ -279,7 +300,7 @@ def run_budgets(name: str, budgets: list[str] | str, *, out: str | Path | None =
                 if render_only:
                     result, _ = result_of(plan, opts, runner.store, None, runner.artifacts, False)
                 else:
-                    result, _, _ = train_and_render(runner, plan, opts, None, pool)
+                    result, _, _ = train_and_render(runner, plan, opts, None, pool, save_to=progress_file)
                 label = budget_label(plan, budget, kept)
                 per_budget[label] = result
                 shown[label] = (result.display, result.frame)

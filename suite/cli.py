@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train and render nothing: merge the finished cells' records into the published "
                         "<table>.cells.jsonl (it only grows) and keep beside it, in <table>.models/, the saved models "
                         "unfinished cells still need, so --import-records continues the campaign on another machine")
+    p.add_argument("--progress-dir", type=Path, default=None, metavar="DIR",
+                   help="while training, after every finished cell, do what --save-progress does into DIR "
+                        "(DIR/<table>.cells.jsonl and DIR/<table>.models/): a machine lost mid-campaign loses only "
+                        "the cells in flight; commit or copy DIR, and --import-records DIR/<table>.cells.jsonl "
+                        "continues elsewhere")
     p.add_argument("--retries", type=int, default=1,
                    help="times a cell whose worker process died (kill -9, out of memory) is run again, from its last "
                         "epoch checkpoint (default 1)")
@@ -271,8 +276,9 @@ def render_from_records(args, table: Table, opts: TableOptions) -> int:
 
 
 def train(runner: Runner, plan: TablePlan, args, opts: TableOptions, executor) -> int:
+    save_to = records_path(args.progress_dir, plan.table.name) if args.progress_dir else None
     _, md, summary = train_and_render(runner, plan, opts, args.out, executor, force=args.force,
-                                      tensorboard=args.tensorboard)
+                                      tensorboard=args.tensorboard, save_to=save_to)
     print(f"{plan.table.name}: trained {len(summary.done)}, cached {len(summary.skipped)}, "
           f"failed {len(summary.failed)} -> {md} (+ {md.with_suffix('.csv').name})")
     return len(summary.failed)
@@ -299,8 +305,8 @@ def train_budgets(args, table: Table, opts: TableOptions) -> int:
                          methods=opts.methods, options=opts.extra, precision=args.precision,
                          device=args.device, store=args.store, artifacts=args.artifacts, data_dir=args.data_dir,
                          jobs=args.jobs, threads=args.threads, executor=args.executor, retries=args.retries,
-                         only=args.only, progress=not args.quiet,
-                         force=args.force)
+                         only=args.only, progress=not args.quiet, force=args.force,
+                         progress_dir=args.progress_dir)
     failed = sum(len(r.failed) for r in result.per_budget.values())
     print(f"{table.name}: budgets {', '.join(result.per_budget)}, "
           + ("rendered from the store" if args.render_only else f"failed {failed}") + " -> "
@@ -367,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
         args.out = args.out or Path("results") / args.profile
         if not args.dry_run:
             check_writable(args.out)
+        if args.progress_dir is not None and not (args.dry_run or args.render_only or args.remeasure):
+            check_writable(args.progress_dir, "--progress-dir")
         if args.budgets and (args.remeasure or args.from_records):
             raise ValueError("--remeasure and --from-records take one budget at a time: leave out --budgets (to render "
                              "a budget table from its records: --import-records results/cpu/budget_TABLE.cells.jsonl "

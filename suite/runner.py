@@ -54,8 +54,9 @@ class Runner:
     def plan(self, specs: list[CellSpec]) -> list[ResolvedCell]:
         return self.planner.plan(specs)
 
-    def run(self, cells: list[ResolvedCell], executor: Executor | None = None) -> RunSummary:
-        return self.scheduler.run(cells, executor)
+    def run(self, cells: list[ResolvedCell], executor: Executor | None = None,
+            after_each: Callable[[], None] | None = None) -> RunSummary:
+        return self.scheduler.run(cells, executor, after_each)
 
     def load_model(self, cell: ResolvedCell) -> nn.Module:
         """A finished cell's saved model, on the CPU."""

@@ -65,7 +65,7 @@ class Scheduler:
         self.log(f"FAILED {cell.label}: {reason}")
 
     def _finish(self, cell: ResolvedCell, outcome: Callable[[], tuple[dict, dict]], summary: RunSummary,
-                total: int) -> None:
+                total: int, after_each: Callable[[], None] | None = None) -> None:
         try:
             metrics, env = outcome()
         except Exception as exc:
@@ -77,6 +77,8 @@ class Scheduler:
         top1 = f"top-1 {metrics['top1']:.2f} %, " if "top1" in metrics else ""
         finished = len(summary.done) + len(summary.skipped) + len(summary.failed)
         self.log(f"done {cell.label}: {top1}{metrics.get('cell_seconds', 0.0) / 60:.1f} min [{finished}/{total}]")
+        if after_each is not None:
+            after_each()
 
     def add_records(self, records: list[dict]) -> int:
         """Finished cells made elsewhere (published records, already matched to this code's keys) into the store;
@@ -110,8 +112,10 @@ class Scheduler:
         settled = set(summary.done) | set(summary.skipped) | set(summary.failed)
         return all(d.key in settled for d in cell.deps.values())
 
-    def run(self, cells: list[ResolvedCell], executor: Executor | None = None) -> RunSummary:
-        """Run `cells` (dependency-ordered, as planned) in this process, or through `executor`."""
+    def run(self, cells: list[ResolvedCell], executor: Executor | None = None,
+            after_each: Callable[[], None] | None = None) -> RunSummary:
+        """Run `cells` (dependency-ordered, as planned) in this process, or through `executor`; `after_each` is
+        called once each cell has finished and been stored (a campaign saving its progress as it goes)."""
         summary = RunSummary()
         pending, in_flight, attempts = list(cells), {}, {}
         quiet = dataclasses.replace(self.config, progress=False)  # workers draw no epoch bars
@@ -141,7 +145,7 @@ class Scheduler:
                     self.log(f"training {cell.label}")
                     self._finish(cell, lambda c=cell: execute_cell(c, self.config, self.dep_metrics(c),
                                                                    lambda: self.store.heartbeat(c.key)),
-                                 summary, len(cells))
+                                 summary, len(cells), after_each)
                 else:  # a worker takes it when one is free: "training" now would claim more than --jobs at once
                     self.log(f"queued {cell.label}")
                     in_flight[executor.submit(cell, quiet, self.dep_metrics(cell))] = cell
@@ -153,7 +157,7 @@ class Scheduler:
                         retry = dataclasses.replace(cell, force=False)
                         in_flight[executor.submit(retry, quiet, self.dep_metrics(cell))] = cell
                         continue
-                    self._finish(cell, future.result, summary, len(cells))
+                    self._finish(cell, future.result, summary, len(cells), after_each)
                 for cell in in_flight.values():
                     self.store.heartbeat(cell.key)
             elif pending:

@@ -84,11 +84,14 @@ def test_budgets_dry_run_trains_nothing_and_save_progress_carries_a_budget_campa
     assert "== budget_compare at budget x1" in out and "== budget_compare at budget x2" in out
     assert out.count("to train") == 2 and not Store(tmp_path / "a.sqlite").rows() and not (tmp_path / "out").exists()
 
-    assert main([*first, "--budgets", "x1,x2"]) == 0  # trains both budgets
+    progress = tmp_path / "progress"  # saved as it trains, cell by cell
+    assert main([*first, "--budgets", "x1,x2", "--progress-dir", str(progress)]) == 0  # trains both budgets
     capsys.readouterr()
     assert main([*first, "--budgets", "x1,x2", "--save-progress"]) == 0
     records = tmp_path / "out" / "budget_compare.cells.jsonl"
     assert "budget_compare: 2 records" in capsys.readouterr().out
+    keys = sorted(json.loads(line)["key"] for line in records.read_text().splitlines())
+    assert sorted(json.loads(line)["key"] for line in (progress / "budget_compare.cells.jsonl").open()) == keys
     budgets = sorted(str(json.loads(line)["spec"].get("recipe_overrides", {}).get("budget"))
                      for line in records.read_text().splitlines())
     assert budgets == ["None", "x2"]  # x1 is the profile's own: the plain cell

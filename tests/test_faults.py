@@ -146,6 +146,37 @@ def test_driver_killed_mid_epoch_then_rerun_keeps_finished_cells_and_resumes_to_
         assert metrics["robust_top1"] == reference[key][1]["robust_top1"]
 
 
+def test_a_machine_lost_mid_campaign_leaves_the_finished_cells_in_progress_dir_and_another_continues(tmp_path):
+    """--progress-dir saves each finished cell's record as it goes: the driver killed (the machine lost) after the
+    first cell, a fresh store elsewhere imports what the folder holds and trains only the other cell."""
+    progress = tmp_path / "progress"
+    records = progress / "baselines.cells.jsonl"
+    lost = tmp_path / "lost"
+    proc = subprocess.Popen(suite_cmd(lost, "--epochs", "40", "--progress-dir", str(progress)), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: records.exists() and records.read_text().strip(), proc, "the first cell's record saved")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    saved = [json.loads(line) for line in records.read_text().splitlines()]
+    done = [k for k, (status, _) in store_rows(lost).items() if status == "done"]
+    assert [r["key"] for r in saved] == done and len(done) == 1 and saved[0]["status"] == "done"
+    other = tmp_path / "other"
+    rerun = subprocess.run(suite_cmd(other, "--epochs", "40", "--import-records", str(records)), cwd=ROOT,
+                           capture_output=True, text=True, timeout=PATIENCE)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "trained 1, cached 1" in rerun.stdout
+    assert store_rows(other)[done[0]][1]["top1"] == saved[0]["metrics"]["top1"]
+
+
+def test_an_unwritable_progress_dir_is_one_line_before_anything_trains(tmp_path):
+    (tmp_path / "file").write_text("")
+    run = subprocess.run(suite_cmd(tmp_path, "--progress-dir", str(tmp_path / "file" / "progress")), cwd=ROOT,
+                         capture_output=True, text=True, timeout=PATIENCE)
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert run.returncode == 2 and len(errors) == 1 and "--progress-dir" in errors[0] and "not writable" in errors[0]
+    assert not store_rows(tmp_path)
+
+
 def test_a_truncated_checkpoint_is_set_aside_with_one_line_and_training_starts_over(tmp_path, capsys):
     from baselines import create_model
     from suite.data import load_dataset
