@@ -13,7 +13,8 @@ from suite.budgets import kept_roles, parse_budgets
 from suite.columns import fmt_duration
 from suite.data import DATASETS, DataError, default_data_dir, load_dataset
 from suite.executors import make_executor
-from suite.numerics import DEFAULT_PRECISION, PRECISIONS
+from suite.execute import resolve_device
+from suite.numerics import DEFAULT_PRECISION, PRECISIONS, emulated_bf16_warning
 from suite.plan import ResolvedCell
 from suite.plugins import FAMILIES, PluginError, discover_methods
 from suite.profiles import PROFILES
@@ -379,6 +380,10 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--remeasure and --from-records take one budget at a time: leave out --budgets (to render "
                              "a budget table from its records: --import-records results/cpu/budget_TABLE.cells.jsonl "
                              "--store SCRATCH --budgets ... --render-only)")
+        if not args.render_only:
+            warning = emulated_bf16_warning(args.precision, resolve_device(args.device))
+            if warning:
+                print(warning, file=sys.stderr)
         if args.render_only and args.from_records:  # each table in the numerics its records were made with
             return max(render_from_records(args, table, opts) for table in tables)
         if args.budgets and not (args.dry_run or args.save_progress):  # trains every budget, or --render-only shows

@@ -321,3 +321,16 @@ def test_an_imported_finished_chain_retrains_none_of_its_dependencies(run_dir, t
     assert cli(fresh, *args) == 0
     out = capsys.readouterr().out
     assert "retraining" not in out and "trained 0" in out
+
+
+@pytest.mark.parametrize("native", [False, True], ids=["emulated-bf16", "native-bf16"])
+def test_bf16_on_a_cpu_without_native_bf16_is_one_warning_line_and_still_plans(run_dir, capsys, monkeypatch, native):
+    import suite.numerics
+    monkeypatch.setattr(suite.numerics, "native_bf16_cpu", lambda: native)
+    args = ["--table", "baselines", "--profile", "smoke", "--dataset", "synthetic_cifar10", "--device", "cpu"]
+    assert cli(run_dir, *args, "--precision", "bf16", "--dry-run") == 0
+    out = capsys.readouterr()
+    warnings = [line for line in out.err.splitlines() if "emulated" in line]
+    assert len(warnings) == (0 if native else 1) and "to train" in out.out
+    assert cli(run_dir, *args, "--precision", "fp32", "--dry-run") == 0
+    assert "emulated" not in capsys.readouterr().err
