@@ -135,7 +135,8 @@ def cost_figures(cell: ResolvedCell, ctx: CellContext, model: nn.Module) -> dict
     device, precision = inference_setting(cell, ctx)
     info = ctx.info
     return measure_model(model, (info.in_chans, info.image_size, info.image_size), device,
-                         throughput_seconds=cell.profile.throughput_seconds, precision=precision)
+                         throughput_seconds=cell.profile.throughput_seconds, latency_runs=cell.profile.latency_runs,
+                         warmup=cell.profile.latency_warmup, precision=precision)
 
 
 def evaluate_and_measure(cell: ResolvedCell, ctx: CellContext, model: nn.Module) -> dict[str, Any]:

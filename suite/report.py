@@ -131,7 +131,8 @@ def header_lines(table: Table, opts: TableOptions, rows: list[TableRow], results
         + (f"; latency and throughput timed in {', '.join(measured)}" if measured else ""),
         "- Data: " + " | ".join(data_lines),
         f"- Software: {'; '.join(versions) or 'n/a'}; commit {', '.join(commits) or 'n/a'}; rendered {dt.date.today().isoformat()}",
-        f"- Latency: batch 1, median (p90) of 100 timed calls after 10 warm-up calls ({timer}); for a model whose work "
+        f"- Latency: batch 1, median (p90) of {profile.latency_runs} timed calls after {profile.latency_warmup} warm-up "
+        f"calls ({timer}); for a model whose work "
         "depends on its input (early exit) the expected latency, the mean over the real test images timed one at a time "
         "(median and p90 beside it), which is also the basis of its speed-ups. Each seed's model is timed in a run of its "
         "own: a row of several seeds shows the median over those runs, the median p90, and the range over the runs "
