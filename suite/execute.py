@@ -135,7 +135,8 @@ def cost_figures(cell: ResolvedCell, ctx: CellContext, model: nn.Module) -> dict
     device, precision = inference_setting(cell, ctx)
     info = ctx.info
     return measure_model(model, (info.in_chans, info.image_size, info.image_size), device,
-                         throughput_seconds=cell.profile.throughput_seconds, latency_runs=cell.profile.latency_runs,
+                         throughput_seconds=cell.profile.throughput_seconds,
+                         throughput_batch=cell.profile.throughput_batch, latency_runs=cell.profile.latency_runs,
                          warmup=cell.profile.latency_warmup, precision=precision)
 
 
@@ -191,8 +192,8 @@ def execute_cell(cell: ResolvedCell, config: ExecConfig, dep_metrics: dict[str, 
 
 
 TIMED_ON_TWIN = "same-architecture copy"  # remeasured["timed_on"] of a cell re-timed without its saved model
-TIMING_FIELDS = ("latency_ms", "latency_p90_ms", "latency_runs", "throughput_img_s", "energy_mj", "energy_meter",
-                 "threads", "device_name", "measured_precision", "latency_timer")
+TIMING_FIELDS = ("latency_ms", "latency_p90_ms", "latency_runs", "throughput_img_s", "throughput_batch", "energy_mj",
+                 "energy_meter", "threads", "device_name", "measured_precision", "latency_timer")
 
 
 def retime_architecture(cell: ResolvedCell, ctx: CellContext) -> dict[str, Any]:

@@ -267,6 +267,7 @@ def measure_model(model: nn.Module, input_shape: tuple[int, int, int], device: t
         out["energy_meter"] = meter.missing_reason
     batch = batch_to_memory_format(torch.randn(throughput_batch, *input_shape, device=device), precision)
     out["throughput_img_s"] = throughput(model, batch, throughput_seconds)
+    out["throughput_batch"] = throughput_batch
     out["threads"] = torch.get_num_threads()
     out["device_name"] = device_description(device)
     out["measured_precision"] = precision

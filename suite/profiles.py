@@ -92,6 +92,7 @@ class Profile:
     description: str
     recipes: dict  # (family, protocol) -> Recipe; family is "mnist" (1-channel 28x28) or "cifar"
     throughput_seconds: float = 2.0  # time spent measuring large-batch throughput per cell
+    throughput_batch: int = 256  # images per call of that measurement
     latency_runs: int = 100  # timed batch-1 calls per cell (the median and p90 are taken over them)
     latency_warmup: int = 10  # untimed calls before them
 
@@ -106,7 +107,7 @@ PROFILES.register("smoke", Profile("smoke", "seconds per cell on tiny subsets; f
     ("mnist", "default"): _SMOKE,
     ("cifar", "default"): _SMOKE,
     ("mnist", "compression"): _SMOKE.with_(optimizer="adam", lr=1e-3, weight_decay=0.0, schedule="constant"),
-}, throughput_seconds=0.3, latency_runs=20, latency_warmup=3))  # smoke figures test code paths, not speed
+}, throughput_seconds=0.3, throughput_batch=32, latency_runs=20, latency_warmup=3))  # smoke figures test code paths, not speed
 
 PROFILES.register("cpu", Profile("cpu", "a 2-core CPU budget: MNIST tables in minutes, CIFAR tables in about two hours", {
     # LeNet-5 reaches ~99 % on MNIST in 12 SGD epochs (~6 s each on 2 cores).

@@ -138,7 +138,9 @@ def header_lines(table: Table, opts: TableOptions, rows: list[TableRow], results
         "own: a row of several seeds shows the median over those runs, the median p90, and the range over the runs "
         "(\"3 runs a–b\"; on a shared machine runs differ more than calls within a run), and its speed-ups use that "
         "median; size: bytes of the saved "
-        "state dict (MB = 10^6 bytes); FLOPs: forward pass of one image (a multiply-add counts 2). Each cell is timed "
+        f"state dict (MB = 10^6 bytes); FLOPs: forward pass of one image (a multiply-add counts 2); throughput: images "
+        f"per second at batch {profile.throughput_batch} (torch.utils.benchmark's blocked autorange over "
+        f"{profile.throughput_seconds:g} s). Each cell is timed "
         "when it finishes training, under whatever else the machine runs then (other cells with `--jobs`, other "
         "tables): latencies of rows trained at different times are comparable only after `--remeasure` of the table "
         "on a quiet machine",

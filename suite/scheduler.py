@@ -121,6 +121,7 @@ class Scheduler:
         quiet = dataclasses.replace(self.config, progress=False)  # workers draw no epoch bars
         needed = self._needed_models(cells)
         while pending or in_flight:
+            waiting = len(pending)
             for cell in [c for c in pending if self._ready(c, summary)]:
                 reason = self._blocked(cell, summary.failed)
                 if reason is not None:
@@ -160,6 +161,6 @@ class Scheduler:
                     self._finish(cell, future.result, summary, len(cells), after_each)
                 for cell in in_flight.values():
                     self.store.heartbeat(cell.key)
-            elif pending:
-                time.sleep(2)  # only cells held by other processes are left
+            elif len(pending) == waiting:
+                time.sleep(2)  # only cells held by other processes are left (a pass that settled some goes on at once)
         return summary

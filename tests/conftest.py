@@ -2,6 +2,12 @@ import pytest
 import torch
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread_per_test_process():
+    # Before any fixture of wider scope than a test (a module's shared teacher) trains: two workers, two cores.
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _small_torch():
     # Tests run on 2 cores next to other work; one intra-op thread keeps them predictable.

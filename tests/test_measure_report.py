@@ -14,7 +14,7 @@ def test_measure_reports_latency_from_at_least_100_runs():
                       throughput_seconds=0.1)
     assert m["latency_runs"] >= 100 and 0 < m["latency_ms"] <= m["latency_p90_ms"]
     assert m["params"] == 61_706 and m["size_bytes"] > 61_706 * 4
-    assert m["flops"] > 0 and m["throughput_img_s"] > 0
+    assert m["flops"] > 0 and m["throughput_img_s"] > 0 and m["throughput_batch"] == 32  # recorded with its figure
     assert m["energy_mj"] is None and "no meter" in m["energy_meter"]  # never an estimate
 
 

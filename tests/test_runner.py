@@ -65,6 +65,20 @@ def test_dependency_is_trained_once_for_two_dependents(tmp_path, make_runner):
     assert again.done == [] and len(again.skipped) == 2  # a second run trains nothing
 
 
+def test_a_chain_of_dependencies_runs_in_one_process_without_idle_waits(make_runner, monkeypatch):
+    """The scheduler sleeps only while cells held by another process are all that is left: a dependent whose
+    dependency just finished here starts at once (a 2 s wait per dependency level once slowed every chain)."""
+    import suite.scheduler as S
+
+    sleeps = []
+    monkeypatch.setattr(S.time, "sleep", sleeps.append)
+    runner = make_runner()
+    summary = runner.run(runner.plan([spec("test_finetune")]))
+    assert len(summary.done) == 2 and sleeps == []
+    again = make_runner().run(make_runner().plan([spec("test_finetune", params={"lr_scale": 0.5})]))
+    assert len(again.done) == 1 and len(again.skipped) == 1 and sleeps == []  # a cached dependency: no wait either
+
+
 def test_keys_change_with_what_changes_results(tmp_path, make_runner):
     runner = make_runner()
     base = runner.resolve(spec()).key
