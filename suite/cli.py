@@ -140,9 +140,8 @@ def check_writable(folder: Path, what: str = "--out") -> None:
 _FLOPS: dict[tuple, float] = {}
 
 
-def estimate_seconds(cell: ResolvedCell, device_type: str) -> float:
-    """Rough wall clock from forward FLOPs (calibrated on 2 CPU cores: ResNet20 ~440 img/s, LeNet-5 ~11k img/s in
-    fp32; bf16 about twice as fast)."""
+def forward_flops(cell: ResolvedCell) -> float:
+    """Forward FLOPs of one image through the cell's model (counted once per model, parameters and data)."""
     import torch
 
     from suite.measure import count_flops
@@ -152,8 +151,16 @@ def estimate_seconds(cell: ResolvedCell, device_type: str) -> float:
     if what not in _FLOPS:  # seeds and shared dependencies build the same model: count it once
         model = cell.method.build_model(cell.spec, info, cell.params)
         _FLOPS[what] = count_flops(model, torch.randn(1, info.in_chans, info.image_size, info.image_size)) or 1e8
-    flops = _FLOPS[what]
-    per_image = 3 * flops / 1e11 + 5e-5
+    return _FLOPS[what]
+
+
+def estimate_seconds(cell: ResolvedCell, device_type: str) -> float:
+    """Rough wall clock from FLOPs (calibrated on 2 CPU cores: ResNet20 ~440 img/s, LeNet-5 ~11k img/s in fp32; bf16
+    about twice as fast): a training image costs three forward passes of the model (forward and backward), plus one
+    of its teacher's where it has a teacher cell (a distiller; AlexNet's forward is 16x AlexNet-small's)."""
+    teacher = cell.deps.get("teacher")
+    flops = 3 * forward_flops(cell) + (forward_flops(teacher) if teacher is not None else 0.0)
+    per_image = flops / 1e11 + 5e-5
     if device_type == "cuda":
         per_image /= 50
     elif cell.precision == "bf16":
@@ -166,7 +173,7 @@ def estimate_seconds(cell: ResolvedCell, device_type: str) -> float:
 def measured_over_modelled(runner: Runner, cells: list[ResolvedCell]) -> dict[str | None, float]:
     """How far the FLOPs model is off on this machine, read from the finished ones of `cells`: the median of
     measured core-seconds over modelled ones, per method (key None: over all of them). The model knows nothing of a
-    teacher's forward passes, a contrastive memory or data loading; the finished cells do."""
+    contrastive memory, extra modules or data loading; the finished cells do."""
     import statistics
 
     ratios: dict[str | None, list[float]] = {}

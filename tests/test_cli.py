@@ -35,7 +35,7 @@ def test_dry_run_trains_nothing(run_dir, capsys):
 
 
 def test_dry_run_scales_its_estimate_by_the_plans_finished_cells(run_dir, capsys, monkeypatch):
-    """The FLOPs model is rough (it knows no teacher, no data loading); a plan with finished cells measures how rough
+    """The FLOPs model is rough (it knows no data loading, no extra modules); a plan with finished cells measures how rough
     on this machine, so a continued campaign is estimated from its own cells."""
     import suite.cli
     from suite.columns import fmt_duration
@@ -51,6 +51,21 @@ def test_dry_run_scales_its_estimate_by_the_plans_finished_cells(run_dir, capsys
     out = capsys.readouterr().out
     # two cells to train, each modelled at 100 s and scaled by measured/modelled = core_seconds / (2 cores * 100 s)
     assert f"estimated {fmt_duration(core_seconds)} " in out and "scaled by the finished cells of this plan" in out, out
+
+
+def test_a_distillers_estimate_counts_its_teachers_forward_passes(make_runner):
+    """A student's training step also runs its teacher forward: a larger teacher costs more (the kd cell on AlexNet
+    took about 4x its estimate in core-seconds when only the student's passes were counted)."""
+    from suite.cli import estimate_seconds
+    from suite.spec import CellSpec
+
+    def estimate(method, **params):
+        spec = CellSpec.make(method, "resnet8", "synthetic_cifar10", "smoke", params=params)
+        return estimate_seconds(make_runner().resolve(spec), "cpu")
+
+    alone, small, large = estimate("baseline"), estimate("kd", teacher="resnet8"), estimate("kd", teacher="resnet56")
+    assert alone < small < large
+    assert small == pytest.approx(alone * 4 / 3, rel=0.05)  # a same-size teacher adds one forward to the three
 
 
 @pytest.mark.parametrize("args,needle", [
