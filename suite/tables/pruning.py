@@ -6,8 +6,8 @@ pruned to compression ratios 2, 4, 8, 16, 32 by global magnitude, layer-wise mag
 unstructured pruning, and by L2 and random channel pruning, each fine-tuned by the same recipe.
 Reported per operating point: the ratio asked and achieved (dense / non-zero parameters), FLOPs after
 removal (non-zero weights only) and the theoretical speed-up they give, the measured batch-1 and
-batch-256 speed-ups on this machine, and top-1 with its verdict against the dense fine-tuned control (and
-its Δ to the untouched baseline).
+large-batch speed-ups on this machine (at the profile's throughput batch, named in the header), and
+top-1 with its verdict against the dense fine-tuned control (and its Δ to the untouched baseline).
 Plots: top-1 against achieved ratio and against measured speed-up, one line per method.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ PAIRS = {"smoke": [("lenet5", "mnist"), ("resnet8", "cifar10")], "cpu": [("lenet
          "paper": [("lenet5", "mnist"), ("resnet20", "cifar10"), ("resnet56", "cifar10"), ("vgg16", "cifar10")]}
 ACHIEVED, THEORETICAL = "Ratio (achieved)", "Theoretical speed-up"
 CONTROL = "Dense + the same fine-tuning (control)"
-SPEEDUP_B1, SPEEDUP_BN = "Speed-up b1 (measured)", "Speed-up b256 (measured)"
+SPEEDUP_B1, SPEEDUP_BN = "Speed-up b1 (measured)", "Speed-up throughput (measured)"  # its batch: the profile's
 
 
 def unstructured(criterion: str, scope: str):
@@ -65,7 +65,7 @@ class PruningTable(Table):
         + C.verdict_columns(("Pair",), "control") + [C.delta_to_untouched(("Pair",))]  # verdicts: against the control
 
     def cell_columns(self, row: TableRow, metrics: dict, lookup) -> dict:
-        """The raw figures of the theoretical and batch-256 speed-ups (this table's own)."""
+        """The raw figures of the theoretical and throughput speed-ups (this table's own)."""
         throughput = metrics.get("throughput_img_s")
         return {"_flops_nonzero": metrics.get("flops_nonzero"), "_image_seconds": 1 / throughput if throughput else None}
 
