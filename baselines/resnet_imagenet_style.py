@@ -5,7 +5,6 @@ timm's blocks are reused so attention plugins can pass `block_args=dict(attn_lay
 """
 from __future__ import annotations
 
-import timm
 from torch import nn
 
 from baselines.base import StagedClassifier, pooled_linear_head
@@ -13,6 +12,8 @@ from baselines.registry import register_model
 
 
 def cifar_stem_resnet(timm_name: str, num_classes: int, in_chans: int, **timm_kwargs) -> StagedClassifier:
+    import timm  # here, not at module level: importing timm (and torchvision with it) costs every process ~2 s
+
     net = timm.create_model(timm_name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **timm_kwargs)
     stem_width = net.conv1.out_channels
     net.conv1 = nn.Conv2d(in_chans, stem_width, 3, 1, 1, bias=False)

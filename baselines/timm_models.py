@@ -1,7 +1,6 @@
 """Any timm model as `timm:NAME`, adapted to the suite's model interface."""
 from __future__ import annotations
 
-import timm
 import torch
 from torch import nn
 
@@ -55,4 +54,6 @@ class TimmClassifier(nn.Module):
 
 
 def timm_classifier(name: str, num_classes: int, in_chans: int, **kwargs) -> TimmClassifier:
+    import timm  # here, not at module level (the package imports every module): timm and torchvision take ~2 s
+
     return TimmClassifier(timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kwargs))

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from scipy.stats import norm
 from torch import nn
 
 from suite.distill import Distiller, Features, TeacherParams, at_least_fp32, stage_shapes
@@ -26,6 +25,8 @@ from suite.plugins import AT_LEAST_1, NON_NEGATIVE, register_method
 
 def margin_of(bn: nn.BatchNorm2d) -> torch.Tensor:
     """E[x | x < 0] per channel for x ~ N(bias, |weight|^2), shaped 1 x C x 1 x 1."""
+    from scipy.stats import norm  # here: scipy.stats takes ~1.5 s to import, and every process imports every method
+
     values = []
     for s, m in zip(bn.weight.detach().abs().tolist(), bn.bias.detach().tolist()):
         below = norm.cdf(-m / s)

@@ -85,11 +85,10 @@ def library_versions() -> dict[str, str]:
 
 
 def environment(device: torch.device, precision: str) -> dict[str, Any]:
-    import timm
-
-    return {"torch": torch.__version__, "timm": timm.__version__, "python": platform.python_version(),
+    libraries = library_versions()  # from the installed metadata: no need to import them
+    return {"torch": torch.__version__, "timm": libraries["timm"], "python": platform.python_version(),
             "platform": platform.platform(), "device": device_description(device), "commit": CODE_COMMIT,
-            "numerics": describe(precision), "threads": torch.get_num_threads(), "libraries": library_versions()}
+            "numerics": describe(precision), "threads": torch.get_num_threads(), "libraries": libraries}
 
 
 def seed_everything(seed: int) -> None:
