@@ -349,3 +349,15 @@ def test_bf16_on_a_cpu_without_native_bf16_is_one_warning_line_and_still_plans(r
     assert len(warnings) == (0 if native else 1) and "to train" in out.out
     assert cli(run_dir, *args, "--precision", "fp32", "--dry-run") == 0
     assert "emulated" not in capsys.readouterr().err
+
+
+def test_loading_the_cli_models_and_methods_imports_neither_timm_nor_scipy_stats():
+    """Every process (a --jobs driver, each worker, --help) loads every model and method module: timm (with
+    torchvision) and scipy.stats are imported by the code that uses them, not by that."""
+    import subprocess
+    import sys
+
+    code = ("import sys, suite.cli\nfrom suite.plugins import discover_methods\nimport baselines\ndiscover_methods()\n"
+            "print(sorted(m for m in ('timm', 'torchvision', 'scipy.stats') if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "[]", run.stdout
