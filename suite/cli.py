@@ -11,7 +11,8 @@ from tqdm.auto import tqdm
 
 from suite.budgets import kept_roles, parse_budgets
 from suite.columns import fmt_duration
-from suite.data import DATASETS, DataError, default_data_dir, load_dataset
+from suite.data import DATASETS, DataError, default_data_dir
+from suite.estimate import estimate_seconds
 from suite.executors import make_executor
 from suite.execute import resolve_device
 from suite.numerics import DEFAULT_PRECISION, PRECISIONS, emulated_bf16_warning
@@ -135,39 +136,6 @@ def check_writable(folder: Path, what: str = "--out") -> None:
             pass
     except OSError as exc:
         raise ValueError(f"{what} {folder} is not writable ({exc.strerror or exc})") from None
-
-
-_FLOPS: dict[tuple, float] = {}
-
-
-def forward_flops(cell: ResolvedCell) -> float:
-    """Forward FLOPs of one image through the cell's model (counted once per model, parameters and data)."""
-    import torch
-
-    from suite.measure import count_flops
-
-    info = cell.info
-    what = (cell.spec.method, cell.spec.model, cell.spec.dataset, cell.spec.params, cell.spec.model_kwargs)
-    if what not in _FLOPS:  # seeds and shared dependencies build the same model: count it once
-        model = cell.method.build_model(cell.spec, info, cell.params)
-        _FLOPS[what] = count_flops(model, torch.randn(1, info.in_chans, info.image_size, info.image_size)) or 1e8
-    return _FLOPS[what]
-
-
-def estimate_seconds(cell: ResolvedCell, device_type: str) -> float:
-    """Rough wall clock from FLOPs (calibrated on 2 CPU cores: ResNet20 ~440 img/s, LeNet-5 ~11k img/s in fp32; bf16
-    about twice as fast): a training image costs three forward passes of the model (forward and backward), plus one
-    of its teacher's where it has a teacher cell (a distiller; AlexNet's forward is 16x AlexNet-small's)."""
-    teacher = cell.deps.get("teacher")
-    flops = 3 * forward_flops(cell) + (forward_flops(teacher) if teacher is not None else 0.0)
-    per_image = flops / 1e11 + 5e-5
-    if device_type == "cuda":
-        per_image /= 50
-    elif cell.precision == "bf16":
-        per_image /= 2
-    n_train = cell.recipe.train_subset or (len(load_dataset(cell.spec.dataset, None).train)
-                                           if cell.data_fingerprint else 50000)
-    return cell.method.estimated_epochs(cell.recipe, cell.params) * n_train * per_image
 
 
 def measured_over_modelled(runner: Runner, cells: list[ResolvedCell]) -> dict[str | None, float]:

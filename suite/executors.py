@@ -119,6 +119,7 @@ class LocalPoolExecutor:
         n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
         self.jobs: queue.Queue = queue.Queue()
         self.workers = [_Worker(ctx, i, n_gpus if n_gpus > 1 else 0, self.jobs) for i in range(jobs)]
+        self.capacity = jobs
 
     def submit(self, cell: ResolvedCell, config: ExecConfig, dep_metrics: dict) -> Future:
         future: Future = Future()
@@ -160,6 +161,8 @@ class RayExecutor:
             else:
                 ray.init(num_cpus=jobs * threads, include_dashboard=False, log_to_driver=False)
         self.threads = threads
+        # cells at once: the cluster's CPUs over each cell's threads where it names one, else --jobs
+        self.capacity = max(1, int(ray.cluster_resources().get("CPU", 0) // threads)) if address else jobs
 
     def submit(self, cell: ResolvedCell, config: ExecConfig, dep_metrics: dict) -> Future:
         gpus = 1 if config.device == "cuda" else 0

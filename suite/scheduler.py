@@ -11,6 +11,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
+from suite.estimate import remaining_chain_seconds
 from suite.execute import ExecConfig, execute_cell
 from suite.executors import WorkerDied
 from suite.plan import ResolvedCell
@@ -25,6 +26,8 @@ class RunSummary:
 
 
 class Executor(Protocol):
+    capacity: int  # cells it runs at once: the scheduler hands it no more (the rest stay unclaimed)
+
     def submit(self, cell: ResolvedCell, config: ExecConfig, dep_metrics: dict[str, dict[str, Any]]) -> Future:
         """A future of `execute_cell(cell, config, dep_metrics)`: (metrics, environment)."""
 
@@ -108,6 +111,22 @@ class Scheduler:
             return cell.force or not row or row["status"] != "done"
         return {d.key for c in cells if to_train(c) for d in c.deps.values()}
 
+    def _would_train(self, cell: ResolvedCell, needed: set[str]) -> bool:
+        """Whether claiming the cell now would start training it (not finished, forced, or its model missing here)."""
+        row = self.store.get(cell.key)
+        if not row or row["status"] != "done" or (cell.force and cell.key not in self._forced):
+            return True
+        return cell.key in needed and not (self.config.artifacts / cell.key).exists()
+
+    def _chain_first(self, cells: list[ResolvedCell], needed: set[str], executor: Executor | None):
+        """The order in which ready cells take free workers: the longest estimated chain still to train first (plan
+        order among equals); plan order in this process, or where every cell to train has a worker at once."""
+        to_train = {c.key for c in cells if self._would_train(c, needed)}
+        if executor is None or len(to_train) <= executor.capacity:
+            return lambda cell: 0.0
+        chain = remaining_chain_seconds(cells, to_train, self.config.device)
+        return lambda cell: -chain[cell.key]
+
     def _ready(self, cell: ResolvedCell, summary: RunSummary) -> bool:
         settled = set(summary.done) | set(summary.skipped) | set(summary.failed)
         return all(d.key in settled for d in cell.deps.values())
@@ -120,14 +139,17 @@ class Scheduler:
         pending, in_flight, attempts = list(cells), {}, {}
         quiet = dataclasses.replace(self.config, progress=False)  # workers draw no epoch bars
         needed = self._needed_models(cells)
+        priority = self._chain_first(cells, needed, executor)
         while pending or in_flight:
             waiting = len(pending)
-            for cell in [c for c in pending if self._ready(c, summary)]:
+            for cell in sorted((c for c in pending if self._ready(c, summary)), key=priority):
                 reason = self._blocked(cell, summary.failed)
                 if reason is not None:
                     pending.remove(cell)
                     self._fail(cell, reason, summary)
                     continue
+                if executor is not None and len(in_flight) >= executor.capacity and self._would_train(cell, needed):
+                    continue  # every worker busy: a cell is claimed when one is free, so another run may take it
                 forced = cell.force and cell.key not in self._forced
                 state = self.store.claim(cell.key, cell.spec.as_dict(), force=forced)
                 if state == "done" and cell.key in needed and not (self.config.artifacts / cell.key).exists():
@@ -147,8 +169,8 @@ class Scheduler:
                     self._finish(cell, lambda c=cell: execute_cell(c, self.config, self.dep_metrics(c),
                                                                    lambda: self.store.heartbeat(c.key)),
                                  summary, len(cells), after_each)
-                else:  # a worker takes it when one is free: "training" now would claim more than --jobs at once
-                    self.log(f"queued {cell.label}")
+                else:  # a free worker takes it now
+                    self.log(f"training {cell.label} (in a worker)")
                     in_flight[executor.submit(cell, quiet, self.dep_metrics(cell))] = cell
             if in_flight:
                 done, _ = wait(list(in_flight), timeout=2, return_when=FIRST_COMPLETED)

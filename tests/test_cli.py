@@ -56,7 +56,7 @@ def test_dry_run_scales_its_estimate_by_the_plans_finished_cells(run_dir, capsys
 def test_a_distillers_estimate_counts_its_teachers_forward_passes(make_runner):
     """A student's training step also runs its teacher forward: a larger teacher costs more (the kd cell on AlexNet
     took about 4x its estimate in core-seconds when only the student's passes were counted)."""
-    from suite.cli import estimate_seconds
+    from suite.estimate import estimate_seconds
     from suite.spec import CellSpec
 
     def estimate(method, **params):

@@ -79,6 +79,40 @@ def test_a_chain_of_dependencies_runs_in_one_process_without_idle_waits(make_run
     assert len(again.done) == 1 and len(again.skipped) == 1 and sleeps == []  # a cached dependency: no wait either
 
 
+class OneWorkerRecorder:
+    """An executor with one worker that finishes each cell at once, noting what the store held claimed then."""
+
+    capacity = 1
+
+    def __init__(self, store: Store) -> None:
+        self.store, self.started = store, []
+
+    def submit(self, cell, config, dep_metrics):
+        from concurrent.futures import Future
+
+        claimed = [r["key"] for r in self.store.rows() if r["status"] == "running"]
+        self.started.append((cell.label, len(claimed)))
+        future = Future()
+        future.set_result(({"cell_seconds": 0.0}, {}))
+        return future
+
+    def shutdown(self) -> None:
+        pass
+
+
+def test_a_free_worker_takes_the_cell_that_starts_the_longest_chain_and_no_cell_is_claimed_before(make_runner):
+    """Seed 1's baseline has a dependent, seed 0's none: with one worker seed 1 goes first, though planned second,
+    and the store never holds more cells claimed than there are workers (another run may take the others)."""
+    runner = make_runner()
+    cells = runner.plan([spec(), spec("test_finetune", seed=1)])
+    alone, first, dependent = cells
+    assert (alone.spec.seed, first.spec.seed, dependent.spec.method) == (0, 1, "test_finetune")
+    executor = OneWorkerRecorder(runner.store)
+    summary = runner.run(cells, executor)
+    assert len(summary.done) == 3
+    assert executor.started == [(first.label, 1), (alone.label, 1), (dependent.label, 1)]
+
+
 def test_keys_change_with_what_changes_results(tmp_path, make_runner):
     runner = make_runner()
     base = runner.resolve(spec()).key
