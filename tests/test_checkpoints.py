@@ -51,15 +51,15 @@ def test_a_checkpoint_of_another_model_is_one_line(tmp_path):
 
 def test_a_kd_run_takes_its_teacher_from_a_checkpoint_whose_content_is_in_the_keys(tmp_path):
     torch.manual_seed(0)
-    teacher = create_model("resnet56", 10)
+    teacher = create_model("resnet20", 10)
     path = tmp_path / "ckpt_epoch_240.pth"
     state = {f"w{i}": v for i, v in enumerate(teacher.state_dict().values())}  # keys as another codebase names them
     torch.save({"model": state, "epoch": 240}, path)
     run = dict(profile="smoke", dataset="synthetic_cifar10", methods="kd", store=tmp_path / "runs" / "store.sqlite",
-               options={"pairs": "resnet56:resnet20", "teacher_checkpoint": str(path)}, progress=False)
+               options={"pairs": "resnet20:resnet8", "teacher_checkpoint": str(path)}, progress=False)
     result = suite.run_table("kd", **run)
     methods = {c.spec.method for c in result.cells}
-    assert "pretrained" in methods and not any(c.spec.method == "baseline" and c.spec.model == "resnet56"
+    assert "pretrained" in methods and not any(c.spec.method == "baseline" and c.spec.model == "resnet20"
                                                for c in result.cells)  # the teacher is loaded, not trained
     rows = result.frame.set_index("Method")
     assert rows.loc["Teacher (from checkpoint)", "n"] == 1 and rows.loc["KD (Hinton)", "n"] == 1
