@@ -25,6 +25,38 @@ def mean_interval(values: list[float], confidence: float = 0.95) -> tuple[float,
     return mean, float(t.ppf((1 + confidence) / 2, len(values) - 1) * statistics.stdev(values) / len(values) ** 0.5)
 
 
+def plain_number(value: float) -> str:
+    """A tick label a reader reads at a glance: 0.5, 2, 40 K, 7.5 M (not 5×10^-1)."""
+    for scale, suffix in ((1e6, " M"), (1e3, " K")):
+        if abs(value) >= scale:
+            return f"{value / scale:g}{suffix}"
+    return f"{value:g}"
+
+
+def readable_log_axis(ax, axis: str = "x") -> None:
+    """Log scale labelled in plain numbers, with as many labelled ticks as the span allows: every 1-9 multiple
+    within a decade, 1-2-5 over two, powers of ten beyond (a narrow span got a single tick or none before)."""
+    import math
+
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+    low, high = ax.get_xlim() if axis == "x" else ax.get_ylim()
+    decades = math.log10(high / low) if low > 0 and high > low else 1.0
+    subs = tuple(range(1, 10)) if decades <= 1 else (1, 2, 5) if decades <= 2.5 else (1,)
+    which = ax.xaxis if axis == "x" else ax.yaxis
+    which.set_major_locator(LogLocator(base=10, subs=subs))
+    which.set_major_formatter(FuncFormatter(lambda v, _: plain_number(v)))
+    which.set_minor_formatter(NullFormatter())
+
+
+def seed_interval(values) -> float | None:
+    """Half-width of a row's 95 % top-1 interval over its seeds (None: one seed, or none recorded)."""
+    if not isinstance(values, list) or len(values) < 2:
+        return None
+    return mean_interval(values)[1]
+
+
 def interval_figure(frame: pd.DataFrame, label_columns: list[str], title: str):
     """One line per finished row: its mean top-1 with the 95 % interval over seeds as a horizontal bar, the
     reference row in black with a dashed line through its mean, a reported figure as a hollow marker."""
@@ -83,10 +115,11 @@ def plot_table(frame: pd.DataFrame, label_columns: list[str], title: str, out_pr
         fig, ax = plt.subplots(figsize=(9, 4.5))
         for i, (label, (_, r)) in enumerate(zip(labels, done.iterrows())):
             color, marker = plt.cm.tab20.colors[i % 20], markers[(i // 20) % len(markers)]  # distinct up to 100 rows
-            ax.scatter(r[x_col], r["_top1_mean"], color=color, marker=marker, label=label, zorder=3)
-        ax.set_xscale("log")
+            ax.errorbar(r[x_col], r["_top1_mean"], yerr=seed_interval(r.get("_top1_values")), color=color,
+                        fmt=marker, capsize=2, label=label, zorder=3)
+        readable_log_axis(ax)
         ax.set_xlabel(x_label + " (log)")
-        ax.set_ylabel("top-1 (%), mean over seeds")
+        ax.set_ylabel("top-1 (%): mean and 95 % interval over seeds", fontsize=8)
         ax.set_title(title, fontsize=9)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))

@@ -158,6 +158,47 @@ def test_a_one_architecture_table_plots_each_rows_mean_and_interval_with_the_ref
     assert plot_intervals(frame, ["Method"], "t", tmp_path / "kd")[0].name == "kd_top1_intervals.png"
 
 
+@pytest.mark.parametrize("low,high,labels", [(0.45, 0.92, ["0.5", "0.6", "0.7", "0.8", "0.9"]),
+                                               (1.1, 7.5, ["2", "3", "4", "5", "6", "7"]),
+                                               (1.2e4, 8e6, ["100 K", "1 M"])])
+def test_a_log_axis_is_labelled_in_plain_numbers_with_ticks_across_a_narrow_span(low, high, labels):
+    """Issue 25 item 6: a latency axis spanning less than a decade had one tick, labelled 5×10^-1, or none."""
+    from suite.plots import _pyplot, readable_log_axis
+
+    fig, ax = _pyplot().subplots()
+    ax.scatter([low, high], [1, 2])
+    ax.set_xlim(low, high)
+    readable_log_axis(ax)
+    fig.canvas.draw()
+    shown = [t.get_text() for t in ax.get_xticklabels() if low <= t.get_position()[0] <= high]
+    _pyplot().close(fig)
+    assert shown == labels
+
+
+def test_the_scatter_plots_draw_each_rows_interval_over_its_seeds(tmp_path):
+    import matplotlib.container
+    import pandas as pd
+
+    from suite.plots import _pyplot, plot_table
+
+    frame = pd.DataFrame([{"Method": "a", "_top1_mean": 70.0, "_top1_values": [69.0, 70.0, 71.0],
+                           "_latency_ms": 0.5, "_nonzero_params": 1e5},
+                          {"Method": "one seed", "_top1_mean": 60.0, "_top1_values": [60.0],
+                           "_latency_ms": 0.7, "_nonzero_params": 2e5}])
+    figures = []
+    plt = _pyplot()
+    original, plt.close = plt.close, figures.append  # keep the figures to look at them
+    try:
+        paths = plot_table(frame, ["Method"], "t", tmp_path / "x")
+    finally:
+        plt.close = original
+    assert [p.name for p in paths] == ["x_accuracy_vs_params.png", "x_accuracy_vs_latency.png"]
+    for fig in figures:
+        bars = [c for c in fig.axes[0].containers if isinstance(c, matplotlib.container.ErrorbarContainer)]
+        assert [b.has_yerr for b in bars] == [True, False]  # one seed: no interval
+        plt.close(fig)
+
+
 def test_the_results_index_leaves_out_smoke_tables(tmp_path):
     """Smoke tables are for tests and trying the suite, never published: rendering one must not rewrite the index
     of the published tables with an entry for it."""

@@ -14,6 +14,7 @@ import pandas as pd
 from baselines import model_label
 from suite import columns as C
 from suite.columns import Relative
+from suite.plots import readable_log_axis, seed_interval
 from suite.reference import reported
 from suite.spec import CellSpec
 from suite.tables import Table, TableOptions, TableRow, register_table
@@ -224,14 +225,14 @@ class EdgeTable(Table):
             part = done[done["Dataset"] == dataset]
             colours = plt.cm.tab20.colors  # 20 distinct colours: a table half has at most 14 rows
             for i, (_, r) in enumerate(part.iterrows()):
-                ax.scatter(r["_latency_ms"], r["_top1_mean"], color=colours[i % 20], marker="os^Dv"[(i // 20) % 5],
-                           label=r["Model"], zorder=3)
+                ax.errorbar(r["_latency_ms"], r["_top1_mean"], yerr=seed_interval(r.get("_top1_values")),
+                            color=colours[i % 20], fmt="os^Dv"[(i // 20) % 5], capsize=2, label=r["Model"], zorder=3)
             slo = part["_slo_target_ms"].iloc[0]
             if slo is not None and not pd.isna(slo):
                 ax.axvline(slo, color="red", ls="--", label=f"SLO {slo:.2f} ms (scaled to this machine)")
-            ax.set_xscale("log")
+            readable_log_axis(ax)
             ax.set_xlabel("batch-1 latency (ms, log): mean over test images for BranchyNet, else median")
-            ax.set_ylabel("top-1 (%)")
+            ax.set_ylabel("top-1 (%): mean and 95 % interval over seeds", fontsize=8)
             ax.set_title(f"{dataset}, profile {opts.profile}", fontsize=9)
             ax.grid(True, alpha=0.3)
             ax.legend(fontsize=6, loc="lower right")
