@@ -160,6 +160,34 @@ def test_each_edge_half_compares_with_its_reference_row_at_every_seed():
     assert not any(r.single_seed for r in rows)
 
 
+def test_rows_that_train_on_from_the_reference_are_judged_against_its_dense_fine_tuned_control():
+    """Issue 25 item 2: pruning, clustering and BranchyNet train the trained reference for half its epochs more;
+    their verdicts are against the reference fine-tuned exactly so (nothing pruned), on the same fine-tuning recipe;
+    the KD student and the CAE-Net rows, models of their own, against the reference."""
+    from methods.cluster import ClusterParams
+    from methods.early_exit import BranchyNetParams
+    from methods.prune import PruneParams
+    from suite.columns import VERDICT
+    from suite.tables import TableOptions
+    from suite.tables.edge import CONTROL, EdgeTable
+
+    table = EdgeTable()
+    rows = table.rows(TableOptions(profile="cpu", seeds=3))
+    for dataset in ("MNIST", "CIFAR-10"):
+        half = [r for r in rows if r.labels["Dataset"] == dataset]
+        control, = [r for r in half if r.role == "control"]
+        assert control.labels["Model"] == CONTROL and control.spec.method == "prune"
+        assert control.spec.params_dict == {"sparsity": 0.0} and control.spec.protocol == half[0].spec.protocol
+        versus = {r.labels["Model"]: r.extra["_versus"] for r in half if r.spec is not None and not r.role}
+        assert {m for m, v in versus.items() if v == "control"} == \
+            {m for m in versus if "-WP" in m or "-WC" in m or m.startswith("BranchyNet")}
+        assert all(v == "reference" for m, v in versus.items() if "-KD" in m or m.startswith("CAE-Net"))
+    # "the same fine-tuning": the control's stage is the pruned, clustered and joint-training stages' length
+    assert PruneParams().finetune_fraction == ClusterParams().finetune_fraction == BranchyNetParams().joint_epochs_scale
+    verdict, = [r for r in table.relative if r.name == VERDICT]
+    assert verdict.group_by == ("Dataset", "_versus") and set(verdict.reference_role) == {"reference", "control"}
+
+
 def test_the_latency_of_an_input_dependent_model_is_its_mean_over_the_images():
     """A constructed bimodal timing (160 early exits at 0.3 ms, 40 full passes at 5 ms): the expected latency is
     the mean, 1.24 ms, not the median 0.3 ms; a fixed-work model keeps the median (issue 25)."""
