@@ -63,12 +63,14 @@ def _timer_class():
     return Timer
 
 
-def time_calls(fn: Callable[[Any], object], inputs: list[Any], warmup: int = 10) -> list[float]:
+def time_calls(fn: Callable[[Any], object], inputs: list[Any], warmup: int = 10, passes: int = 1) -> list[float]:
     """Milliseconds of one call `fn(x)` per input, after `warmup` untimed calls on the first input.
 
     Timed by torch.utils.benchmark (it synchronises CUDA around every measurement, runs at torch's current
-    thread count and adds two untimed calls before each), one measurement per input, so the median and
-    p90 describe single calls.
+    thread count and adds two untimed calls before each), one measurement per input and pass, so the median and
+    p90 describe single calls. With several `passes` over all the inputs an input's figure is the median of its
+    passes: a stall of the machine (another process, a page fault) lands in one pass of an input, not in its
+    figure, and so not in a mean over the inputs either.
     """
     threads = torch.get_num_threads()
 
@@ -77,7 +79,8 @@ def time_calls(fn: Callable[[Any], object], inputs: list[Any], warmup: int = 10)
 
     if warmup:
         timer(inputs[0]).timeit(warmup)
-    return [timer(x).timeit(1).median * 1000 for x in inputs]
+    runs = [[timer(x).timeit(1).median * 1000 for x in inputs] for _ in range(passes)]
+    return [statistics.median(times) for times in zip(*runs)]
 
 
 def throughput(fn: Callable[[Any], object], batch: torch.Tensor, seconds: float) -> float:

@@ -269,8 +269,9 @@ class EdgeTable(Table):
             "BranchyNet: side exits after every stage but the last of the reference model, trained jointly with equal "
             f"loss weights from the trained reference for {early_exit.Params.joint_epochs_scale:g}× its epochs; T is the "
             "softmax-entropy threshold (nats); its latency is the expected one, as BranchyNet reports it: the mean over "
-            f"{early_exit.LATENCY_IMAGES} real test images timed one at "
-            "a time (the input decides the exit, so the distribution is bimodal and its median describes neither "
+            f"{early_exit.LATENCY_IMAGES} real test images timed one at a time, each image's figure the median of its "
+            f"{early_exit.LATENCY_PASSES} passes over all of them (a stall of the machine lands in one pass, not in "
+            "the mean; the input decides the exit, so the distribution is bimodal and its median describes neither "
             "mode), with the median and p90 beside it; its speed-up is against that mean. Exits are fractions of the "
             "test set per exit (first … last). The reported BranchyNet figures sit beside T = 0.1.",
             "CAE-Net: five 3×3 convolutions + five mirrored transposed convolutions (U-Net without skips, see "
