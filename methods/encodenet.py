@@ -135,6 +135,7 @@ class EncodeNetTargets(EncodeNetStage):
     version = "1"
     Params = TargetsParams
     classifies = False
+    saved_file = TARGETS_FILE
     description = "EncodeNet stage 1: intraclass clusters and lowest-entropy representatives (targets.pt)"
 
     def requires(self, spec, params):

@@ -374,7 +374,10 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 path = records_path(args.out, name)
                 keeps = plans[0][1].table.budget_keeps
-                written, needed, starts = save_progress(path, cells, runner.store, runner.artifacts, keeps)
+                # every planned cell, not only the rows': a finished stage under an unfinished row (EncodeNet's
+                # targets under its autoencoder) is saved too, as --progress-dir saves it
+                planned_cells = list({c.key: c for _, plan in plans for c in plan.cells}.values())
+                written, needed, starts = save_progress(path, planned_cells, runner.store, runner.artifacts, keeps)
                 print(f"{name}: {written} records in {path}; {len(needed)} saved model(s) unfinished cells "
                       f"need and {len(starts)} a --budgets campaign starts from ({', '.join(keeps)}) in "
                       f"{models_path(path)}")

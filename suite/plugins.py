@@ -75,6 +75,8 @@ class Method:
     inference_device: ClassVar[str | None] = None  # e.g. "cpu" for int8 models that only run there
     inference_precision: ClassVar[str | None] = None  # e.g. "fp32" for int8 models; None = the cell's precision
     classifies: ClassVar[bool] = True  # False: an intermediate stage; run() may return None
+    # the artifact its dependents read: what a campaign carries to another machine so the cell is not retrained
+    saved_file: ClassVar[str] = "model.pt"
     columns: ClassVar[tuple] = ()  # MetricColumns for the metrics it records (suite.columns.MetricColumn)
 
     def requires(self, spec: "CellSpec", params: Any) -> dict[str, "CellSpec"]:

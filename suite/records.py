@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from suite.context import MODEL_FILE
 from suite.plan import Planner, PlanOptions, ResolvedCell
 from suite.spec import CellSpec
 from suite.store import Store
@@ -160,6 +159,17 @@ def models_path(records_file: Path) -> Path:
     return records_file.with_name(records_file.name.replace(".cells.jsonl", "") + ".models")
 
 
+IN_FLIGHT = shutil.ignore_patterns("*.ckpt", "*.ckpt.bad")  # epoch checkpoints: nothing a finished cell's reader needs
+
+
+def complete_copy(source: Path, copy: Path) -> bool:
+    """Whether `copy` holds every file of the finished cell's artifacts in `source` (its model, or what else its
+    dependents read: an EncodeNet targets file), epoch checkpoints aside."""
+    wanted = [p.name for p in source.iterdir() if p.is_file() and not p.name.endswith((".ckpt", ".ckpt.bad"))] \
+        if source.is_dir() else []
+    return bool(wanted) and all((copy / name).exists() for name in wanted)
+
+
 def needed_models(cells: list[ResolvedCell], store: Store, artifacts: Path,
                   kept_roles: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
     """Keys of the finished cells whose saved model another machine needs so as not to train them again: those an
@@ -181,11 +191,11 @@ def needed_models(cells: list[ResolvedCell], store: Store, artifacts: Path,
         row = store.get(key)
         return bool(row) and row["status"] == "done"
 
-    def saved(key: str) -> bool:
-        return done(key) and (artifacts / key / MODEL_FILE).exists()
+    def saved(cell: ResolvedCell) -> bool:
+        return done(cell.key) and (artifacts / cell.key / cell.method.saved_file).exists()
 
-    needed = {d.key for c in seen.values() if not done(c.key) for d in c.deps.values() if saved(d.key)}
-    starts = {d.key for c in seen.values() for role, d in c.deps.items() if role in kept_roles and saved(d.key)}
+    needed = {d.key for c in seen.values() if not done(c.key) for d in c.deps.values() if saved(d)}
+    starts = {d.key for c in seen.values() for role, d in c.deps.items() if role in kept_roles and saved(d)}
     return sorted(needed), sorted(starts - needed)
 
 
@@ -205,9 +215,8 @@ def save_progress(records_file: Path, cells: list[ResolvedCell], store: Store, a
     keep = needed + starts
     folder = models_path(records_file)
     for key in keep:
-        if not (folder / key / MODEL_FILE).exists():
-            shutil.copytree(artifacts / key, folder / key, ignore=shutil.ignore_patterns("*.ckpt", "*.ckpt.bad"),
-                            dirs_exist_ok=True)
+        if not complete_copy(artifacts / key, folder / key):
+            shutil.copytree(artifacts / key, folder / key, ignore=IN_FLIGHT, dirs_exist_ok=True)
     if folder.exists():
         for old in folder.iterdir():
             if old.name not in keep:
@@ -225,7 +234,7 @@ def restore_models(records_file: Path, store: Store, artifacts: Path) -> int:
         return 0
     for model_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
         row = store.get(model_dir.name)
-        if row and row["status"] == "done" and not (artifacts / model_dir.name / MODEL_FILE).exists():
+        if row and row["status"] == "done" and not complete_copy(model_dir, artifacts / model_dir.name):
             shutil.copytree(model_dir, artifacts / model_dir.name, dirs_exist_ok=True)
             restored += 1
     return restored

@@ -172,6 +172,29 @@ def test_save_progress_carries_a_campaign_to_another_machine_with_the_models_it_
     assert [p.name for p in (out / "kd.models").iterdir()] == [teacher_key]  # the students' models are not kept
 
 
+def test_save_progress_carries_a_finished_stage_that_saves_no_model_such_as_encodenets_targets(tmp_path, capsys):
+    """A stage's output need not be a model: EncodeNet's targets cell saves targets.pt, which the autoencoder
+    reads. --save-progress carries it like a model, so another machine trains the autoencoder on it instead of
+    computing the targets again (it kept only model.pt files before)."""
+    out = tmp_path / "published"
+    common = ["--table", "encodenet", "--profile", "smoke", "--dataset", "synthetic_mnist", "--quiet", "--out", str(out)]
+    first = ["--store", str(tmp_path / "a" / "store.sqlite")]
+    assert main([*common, *first, "--only", "encodenet_targets"]) == 0  # the baseline and its targets
+    assert main([*common, *first, "--save-progress"]) == 0
+    capsys.readouterr()
+    saved = {json.loads(line)["spec"]["method"]: json.loads(line)["key"]
+             for line in (out / "encodenet.cells.jsonl").read_text().splitlines()}
+    assert (out / "encodenet.models" / saved["encodenet_targets"] / "targets.pt").exists()
+
+    second = ["--store", str(tmp_path / "b" / "store.sqlite")]
+    assert main([*second, "--import-records", str(out / "encodenet.cells.jsonl")]) == 0
+    assert (tmp_path / "b" / "artifacts" / saved["encodenet_targets"] / "targets.pt").exists()
+    capsys.readouterr()
+    assert main([*common, *second, "--only", "encodenet_ae"]) == 0
+    log = capsys.readouterr().out
+    assert "cached encodenet_targets" in log and "retraining encodenet_targets" not in log and "failed 0" in log
+
+
 @pytest.mark.parametrize("table", BUDGET_TABLES)
 def test_a_published_budget_table_renders_from_its_records_by_the_command_in_its_header(table, tmp_path, capsys):
     """A budget table names the command that made it; that command with --render-only, over a scratch store that
