@@ -68,3 +68,23 @@ def test_attention_table_completes_at_smoke_profile(run_dir, capsys):
     for row in ("+ SE", "+ BAM", "+ CBAM", "+ GAM ", "+ GAM (gc)", "+ EncodeNet"):
         assert f"| {row}" in md
     assert "149.52 M" in md and "pending" not in md  # exact ResNet-50 counts, every row trained
+
+
+def test_encodenet_is_judged_against_the_resnet_trained_for_as_many_epochs_and_the_mechanisms_against_the_resnet():
+    """Issue 25 item 2: EncodeNet trains an autoencoder and a head after the ResNet; its verdict is against the
+    plain ResNet trained for EncodeNet's epochs in all, the very cell the `encodenet` table trains (same spec)."""
+    from suite.columns import VERDICT
+    from suite.tables import TableOptions
+    from suite.tables.attention import AttentionTable
+    from suite.tables.encodenet import EncodeNetTable
+
+    table, opts = AttentionTable(), TableOptions(profile="cpu", seeds=3)
+    rows = table.rows(opts)
+    versus = {r.labels["Architecture"]: r.extra["_versus"] for r in rows if not r.role}
+    assert versus.pop("+ EncodeNet") == "control" and set(versus.values()) == {"reference"}
+    control, = [r for r in rows if r.role == "control"]
+    equal_epochs = [r.spec for r in EncodeNetTable().rows(opts) if r.labels["Setup"].startswith("Baseline, equal")
+                    and r.spec.model == control.spec.model]
+    assert equal_epochs == [control.spec]
+    verdict, = [r for r in table.relative if r.name == VERDICT]
+    assert verdict.group_by == ("_versus",) and set(verdict.reference_role) == {"reference", "control"}

@@ -15,6 +15,7 @@ from suite.reference import reported
 from suite.spec import CellSpec
 from suite.tables import Table, TableOptions, TableRow, method_label, register_table
 
+AGAINST = {"reference": "plain ResNet", "control": "control"}  # "Verdict against", by a row's `_versus`
 ROWS = [(None, "ResNet", "resnet50"), ("se", "+ SE", "resnet50_se"), ("bam", "+ BAM", "resnet50_bam"),
         ("cbam", "+ CBAM", "resnet50_cbam"), ("gam", "+ GAM", "resnet50_gam"), ("gam_gc", "+ GAM (gc)", "resnet50_gam_gc"),
         ("encodenet", "+ EncodeNet", "resnet50_encodenet")]
@@ -50,8 +51,11 @@ class AttentionTable(Table):
     description = ("SE, BAM, CBAM, GAM and GAM (gc) inserted into a ResNet and trained by the same recipe as the "
                    "plain ResNet; EncodeNet keeps the plain ResNet's parameter count.")
     columns = ["ResNet-50/CIFAR-100 params (ours)", "Params (reported)", C.PARAMS, C.FLOPS, C.LATENCY,
-               C.TOP1, C.N, C.VERDICT_DELTA, C.VERDICT, C.REPORTED, C.DELTA_REPORTED, C.TRAIN_COST]
-    relative = C.verdict_columns()  # every mechanism against the plain ResNet
+               C.TOP1, C.N, C.VERDICT_DELTA, C.VERDICT, "Verdict against", C.DELTA_UNTOUCHED, C.REPORTED,
+               C.DELTA_REPORTED, C.TRAIN_COST]
+    # every mechanism against the plain ResNet (the same recipe); EncodeNet, which trains an autoencoder and its
+    # head after the ResNet, against the ResNet trained for as many epochs in all (the control)
+    relative = C.verdict_columns(("_versus",), ("reference", "control")) + [C.delta_to_untouched()]
 
     family = "attention"
 
@@ -64,7 +68,8 @@ class AttentionTable(Table):
         model, dataset = self.setting(opts)
         text = "+ " + method_label(method, params)
         return [TableRow({"Architecture": text}, CellSpec.make(method, model, dataset, opts.profile, params=params),
-                         extra={"ResNet-50/CIFAR-100 params (ours)": "—", "Params (reported)": "—"})]
+                         extra={"ResNet-50/CIFAR-100 params (ours)": "—", "Params (reported)": "—",
+                                "_versus": "reference", "Verdict against": "plain ResNet"})]
 
     def rows(self, opts: TableOptions) -> list[TableRow]:
         discover_methods()
@@ -81,12 +86,27 @@ class AttentionTable(Table):
             top1 = reported("encodenet", "T5", ref_row, "top1")
             params = reported("encodenet", "T5", ref_row, "params_m")
             same_setting = model == "resnet50" and dataset == "cifar100"
+            versus = "control" if mechanism == "encodenet" else "reference"
             rows.append(TableRow(
                 {"Architecture": label}, spec,
                 [top1] if top1 and same_setting else [],
                 {"ResNet-50/CIFAR-100 params (ours)": f"{resnet50_cifar100_params(mechanism) / 1e6:.2f} M",
-                 "Params (reported)": f"{params.value:.2f} M" if params else "—"}, role=role))
+                 "Params (reported)": f"{params.value:.2f} M" if params else "—", "_versus": versus,
+                 "Verdict against": "—" if role else AGAINST[versus]}, role=role))
+            if mechanism == "encodenet" and spec is not None:
+                rows.append(self.control_row(model, dataset, opts))
         return rows + self.family_rows(opts, {"attention"})
+
+    @staticmethod
+    def control_row(model: str, dataset: str, opts: TableOptions) -> TableRow:
+        """The plain ResNet trained for EncodeNet's epochs in all (the `encodenet` table's "equal epochs" cell)."""
+        from methods.encodenet import EncodeNetParams
+
+        scale = round(EncodeNetParams().equal_compute_scale, 3)  # the encodenet table's cell label and key (2.333)
+        return TableRow({"Architecture": f"ResNet, EncodeNet's epochs (×{scale:.2f}; control)"},
+                        CellSpec.make("baseline", model, dataset, opts.profile, params={"epochs_scale": scale}), [],
+                        {"ResNet-50/CIFAR-100 params (ours)": f"{resnet50_cifar100_params(None) / 1e6:.2f} M",
+                         "Params (reported)": "—", "_versus": "control", "Verdict against": "—"}, role="control")
 
     def notes(self, opts: TableOptions) -> list[str]:
         model, dataset = TRAINED.get(opts.profile, TRAINED["cpu"])
@@ -105,6 +125,14 @@ class AttentionTable(Table):
             "match the released code's Linear layers and the reported 26.24 M. Channel and spatial gates, their "
             "order and the shared MLP over average- and max-pooled features follow the paper.",
         ]
+        from methods.encodenet import EncodeNetParams
+
+        notes.append(f"Verdicts: each row against the row named in \"Verdict against\". The mechanisms train by the "
+                     "plain ResNet's recipe and are judged against it; EncodeNet trains the ResNet, then its "
+                     "autoencoder and its classification layers, so it is judged against the plain ResNet trained for "
+                     f"{EncodeNetParams().equal_compute_scale:.2f}× the recipe's epochs, as many in all (the control: "
+                     "the `encodenet` table's \"Baseline, equal epochs\" cell, the same key); the Δ to the plain "
+                     "ResNet is beside every row, as the paper compares.")
         if model != "resnet50":
             low, high = stage_channel_range(model)
             notes.append(f"{model} has {low}-{high} channels per stage, so reduction 16 leaves {max(1, low // 16)}-"
