@@ -300,6 +300,8 @@ def _present(v: Any) -> bool:
 
 
 DELTA_UNTOUCHED = "Δ top-1 vs untouched baseline [95 % CI]"
+# the label of a table's dense model fine-tuned as its compressed rows are (their verdicts' reference)
+CONTROL = "Dense + the same fine-tuning (control)"
 
 
 def delta_to_untouched(group_by: tuple[str, ...] = ()) -> Relative:

@@ -159,13 +159,14 @@ def models_path(records_file: Path) -> Path:
     return records_file.with_name(records_file.name.replace(".cells.jsonl", "") + ".models")
 
 
-IN_FLIGHT = shutil.ignore_patterns("*.ckpt", "*.ckpt.bad")  # epoch checkpoints: nothing a finished cell's reader needs
+CHECKPOINTS = (".ckpt", ".ckpt.bad")  # epoch checkpoints: nothing a finished cell's reader needs
+IN_FLIGHT = shutil.ignore_patterns(*(f"*{suffix}" for suffix in CHECKPOINTS))
 
 
 def complete_copy(source: Path, copy: Path) -> bool:
     """Whether `copy` holds every file of the finished cell's artifacts in `source` (its model, or what else its
     dependents read: an EncodeNet targets file), epoch checkpoints aside."""
-    wanted = [p.name for p in source.iterdir() if p.is_file() and not p.name.endswith((".ckpt", ".ckpt.bad"))] \
+    wanted = [p.name for p in source.iterdir() if p.is_file() and not p.name.endswith(CHECKPOINTS)] \
         if source.is_dir() else []
     return bool(wanted) and all((copy / name).exists() for name in wanted)
 

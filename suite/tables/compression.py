@@ -15,7 +15,7 @@ from suite.tables import Table, TableOptions, TableRow, method_label, register_t
 TEMPERATURES = (1, 2, 4, 6, 7, 8, 10, 20)
 
 
-CONTROL = "Dense + the same fine-tuning (control)"
+CONTROL = C.CONTROL
 QAT_CONTROL = "Dense + QAT's fine-tuning (QAT's control)"
 
 

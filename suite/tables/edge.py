@@ -92,8 +92,7 @@ def meets_slo(latency_ms: float | None, target_ms: float | None) -> str:
 EXITS, PRUNED_ENCODER = "Exits (fraction)", "Pruned encoder"  # declared by methods early_exit and caenet_prune
 # The reference fine-tuned exactly as the pruned, clustered and BranchyNet rows are (half the recipe's epochs at its
 # lr, nothing pruned): their verdicts are against it, so a gain from the extra epochs is not read as the method's.
-CONTROL = "Dense + the same fine-tuning (control)"
-VERSUS = {"reference": "reference", "control": "control"}  # "Verdict against", by a row's `_versus`
+CONTROL = C.CONTROL
 
 
 @register_table
@@ -156,7 +155,7 @@ class EdgeTable(Table):
                                  "Params (reported)": f"{params.value:g} {unit}" if params else "—",
                                  "_slo_ms": self.slo_override, "_paper_slo_ms": SLO_MS[half],
                                  "_paper_ref_ms": base.value, "_ref_name": ref_name, "_versus": versus,
-                                 "Verdict against": VERSUS[versus] if spec is not None and not role else "—"},
+                                 "Verdict against": versus if spec is not None and not role else "—"},
                                 not_run=not_run, role=role)
 
             def cell(method: str, model: str, params: dict | None = None, protocol: str = "") -> CellSpec:
@@ -234,7 +233,7 @@ class EdgeTable(Table):
         fig, axes = plt.subplots(1, len(datasets), figsize=(7 * len(datasets), 4.5), squeeze=False)
         for ax, dataset in zip(axes[0], datasets):
             part = done[done["Dataset"] == dataset]
-            colours = plt.cm.tab20.colors  # 20 distinct colours: a table half has at most 14 rows
+            colours = plt.cm.tab20.colors  # 20 distinct colours: a table half has at most 15 rows
             for i, (_, r) in enumerate(part.iterrows()):
                 ax.errorbar(r["_latency_ms"], r["_top1_mean"], yerr=seed_interval(r.get("_top1_values")),
                             color=colours[i % 20], fmt="os^Dv"[(i // 20) % 5], capsize=2, label=r["Model"], zorder=3)

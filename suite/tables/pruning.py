@@ -28,7 +28,7 @@ RATIOS = (2, 4, 8, 16, 32)
 PAIRS = {"smoke": [("lenet5", "mnist"), ("resnet8", "cifar10")], "cpu": [("lenet5", "mnist"), ("resnet20", "cifar10")],
          "paper": [("lenet5", "mnist"), ("resnet20", "cifar10"), ("resnet56", "cifar10"), ("vgg16", "cifar10")]}
 ACHIEVED, THEORETICAL = "Ratio (achieved)", "Theoretical speed-up"
-CONTROL = "Dense + the same fine-tuning (control)"
+CONTROL = C.CONTROL
 SPEEDUP_B1, SPEEDUP_BN = "Speed-up b1 (measured)", "Speed-up throughput (measured)"  # its batch: the profile's
 
 
@@ -92,7 +92,7 @@ class PruningTable(Table):
         measured batch-1 speed-up (points: a method's speed-ups are not ordered by its ratio)."""
         from matplotlib.ticker import FuncFormatter
 
-        from suite.plots import _pyplot, mean_interval
+        from suite.plots import _pyplot, seed_interval
 
         plt, paths = _pyplot(), []
         for pair, group in frame.groupby("Pair", sort=False):
@@ -108,7 +108,7 @@ class PruningTable(Table):
                     continue
                 ratio = ref["_nonzero_params"] / rows["_nonzero_params"]
                 speedup = ref["_latency_ms"] / rows["_latency_ms"]
-                half = [mean_interval(v)[1] or 0.0 for v in rows["_top1_values"]]  # 95 % interval over seeds
+                half = [seed_interval(v) or 0.0 for v in rows["_top1_values"]]  # 95 % interval over seeds
                 line = axes[0].errorbar(ratio, rows["_top1_mean"], yerr=half, fmt="o-", capsize=2, label=method)
                 axes[1].errorbar(speedup, rows["_top1_mean"], yerr=half, fmt="o", capsize=2, label=method,
                                  color=line[0].get_color())  # speed-ups of one method are not ordered: no line
