@@ -6,7 +6,15 @@ At inference a sample leaves at the first exit whose softmax entropy is below th
 means every sample takes the last exit, a huge T means every sample takes the first.
 
 Two methods: `branchynet` trains the exits (a cell, evaluated with T = 0), and `early_exit` applies a
-threshold to a trained `branchynet` cell without training, so a sweep of T trains once. Latency of an
+threshold to a trained `branchynet` cell without training, so a sweep of T trains once.
+
+The joint stage follows the authors' code (kunglab/branchynet, `branchynet/net.py`: `opt="Adam"`, `alpha=0.001`,
+no weight-decay hook under Adam, one optimizer over the summed exit losses): Adam at lr 1e-3, constant, no weight
+decay, whatever the profile's recipe (the CIFAR recipe's SGD lr 0.1 on the summed losses of three exits sent
+AlexNet's loss to NaN in its first epoch, seed 1 of 3, measured). Departures: the recipe's batch size (the authors'
+512) and `joint_epochs_scale` of its epochs (the authors train the exits 100 epochs after 50 of the main network).
+`exit_losses=false` is BranchyNet's control: the very same stage (optimizer, epochs, data order, dropout draws)
+with the exits' losses weighted 0, so only the main network trains. Latency of an
 early-exit model depends on the input, so it is measured at batch 1 on real test images, not on noise.
 """
 from __future__ import annotations
@@ -26,7 +34,7 @@ from suite.data import DatasetInfo, iterate_batches
 from suite.measure import latency_stats, time_calls
 from suite.modes import eval_mode
 from suite.numerics import in_precision
-from suite.plugins import AT_LEAST_1, Method, NON_NEGATIVE, register_method
+from suite.plugins import AT_LEAST_1, Method, NON_NEGATIVE, POSITIVE, register_method
 from suite.representatives import logits_entropy
 from suite.spec import CellSpec
 
@@ -90,11 +98,24 @@ class EarlyExitNet(nn.Module):
 
 @dataclass(frozen=True)
 class BranchyNetParams:
-    ranges: ClassVar[dict[str, str]] = {"branch_width": AT_LEAST_1, "joint_epochs_scale": NON_NEGATIVE}
+    ranges: ClassVar[dict[str, str]] = {"branch_width": AT_LEAST_1, "joint_epochs_scale": NON_NEGATIVE, "lr": POSITIVE}
     exits: str = "auto"  # stage indices to branch after, e.g. "0,1"; auto = after every stage but the last
     branch_width: int = 32
     joint_epochs_scale: float = 0.5  # joint training epochs as a fraction of the recipe's
     exit_weights: str = ""  # comma-separated loss weights per exit (last = main); "" = equal (BranchyNet)
+    lr: float = 1e-3  # Adam's lr in the joint stage (the authors' alpha)
+    exit_losses: bool = True  # False: the side exits' losses weighted 0 (the control: only the main network trains)
+
+    def loss_weights(self, exits: int) -> list[float]:
+        """One loss weight per exit, the main one last."""
+        if not self.exit_losses:
+            if self.exit_weights:
+                raise ValueError("branchynet: exit_weights and exit_losses=false exclude each other")
+            return [0.0] * (exits - 1) + [1.0]
+        weights = [float(w) for w in self.exit_weights.split(",")] if self.exit_weights else [1.0] * exits
+        if len(weights) != exits:
+            raise ValueError(f"exit_weights needs {exits} values (one per exit, the main one last), got {self.exit_weights!r}")
+        return weights
 
 
 @dataclass(frozen=True)
@@ -110,6 +131,16 @@ def exits_of(params: BranchyNetParams, num_stages: int) -> tuple[int, ...]:
     if not exits or exits[0] < 0 or exits[-1] >= num_stages - 1:
         raise ValueError(f"exits must be stage indices in 0..{num_stages - 2}, got {params.exits!r}")
     return exits
+
+
+def joint_losses(weights: list[float]):
+    """BranchyNet's training loss: every exit's cross-entropy, weighted (the main exit last); the main exit's logits
+    are the ones the harness counts as the model's."""
+    def losses(m: EarlyExitNet, x: torch.Tensor, y: torch.Tensor, step):
+        outs = m.forward_exits(x)
+        return outs[-1], {f"exit{i}": w * F.cross_entropy(o, y) for i, (w, o) in enumerate(zip(weights, outs))}
+
+    return losses
 
 
 class _EarlyExitBase(Method):
@@ -148,7 +179,7 @@ class _EarlyExitBase(Method):
 @register_method
 class BranchyNet(_EarlyExitBase):
     name = "branchynet"
-    version = "1"
+    version = "2"  # 2: the joint stage by the authors' Adam (lr 1e-3), not the recipe's optimizer
     family = "early_exit"
     Params = BranchyNetParams
     description = "BranchyNet: side exits on a trained baseline, all exits trained jointly (evaluated at the last exit)"
@@ -165,16 +196,10 @@ class BranchyNet(_EarlyExitBase):
         info = ctx.info
         model = EarlyExitNet(base, exits_of(p, base.num_stages), (info.in_chans, info.image_size, info.image_size),
                              p.branch_width).to(ctx.device)
-        n = len(model.exits_after) + 1
-        weights = [float(w) for w in p.exit_weights.split(",")] if p.exit_weights else [1.0] * n
-        if len(weights) != n:
-            raise ValueError(f"exit_weights needs {n} values (one per exit, the main one last), got {p.exit_weights!r}")
+        weights = p.loss_weights(len(model.exits_after) + 1)
 
-        def joint_loss(m: nn.Module, x: torch.Tensor, y: torch.Tensor, step):
-            outs = m.forward_exits(x)
-            return outs[-1], {f"exit{i}": w * F.cross_entropy(o, y) for i, (w, o) in enumerate(zip(weights, outs))}
-
-        ctx.fit(model, losses=joint_loss, recipe=ctx.recipe.scaled(p.joint_epochs_scale), stage="joint")
+        joint = ctx.recipe.scaled(p.joint_epochs_scale, optimizer="adam", lr=p.lr, weight_decay=0.0, schedule="constant")
+        ctx.fit(model, losses=joint_losses(weights), recipe=joint, stage="joint")
         return model
 
 

@@ -78,6 +78,8 @@ def test_branchynet_trains_once_for_a_threshold_sweep_and_reports_exit_fractions
     last, first = (runner.store.get(c.key)["metrics"] for c in cells[2:])
     assert last["exit_fractions"] == [0.0, 1.0] and first["exit_fractions"] == [1.0, 0.0]
     assert last["latency_runs"] == 200 and last["epochs_trained"] == 0
+    joint, = runner.store.get(cells[1].key)["metrics"]["stages"]
+    assert [e["lr"] for e in joint["history"]] == [1e-3]  # half the 2 epochs at the authors' Adam lr, not the recipe's 0.02
     # where an input leaves depends on the trained exits: no fresh-weight copy stands in for the saved model
     assert all(c.method.timing_model(c.spec, c.info, c.params) is None for c in cells[1:])
 
@@ -160,16 +162,17 @@ def test_each_edge_half_compares_with_its_reference_row_at_every_seed():
     assert not any(r.single_seed for r in rows)
 
 
-def test_rows_that_train_on_from_the_reference_are_judged_against_its_dense_fine_tuned_control():
+def test_rows_that_train_on_from_the_reference_are_judged_against_a_control_trained_on_exactly_as_they_are():
     """Issue 25 item 2: pruning, clustering and BranchyNet train the trained reference for half its epochs more;
-    their verdicts are against the reference fine-tuned exactly so (nothing pruned), on the same fine-tuning recipe;
-    the KD student and the CAE-Net rows, models of their own, against the reference."""
+    pruning's and clustering's verdicts are against the reference fine-tuned exactly so (nothing pruned, the same
+    recipe), BranchyNet's against its own joint stage with the side exits' losses off (the same optimizer, epochs
+    and seed); the KD student and the CAE-Net rows, models of their own, against the reference."""
     from methods.cluster import ClusterParams
     from methods.early_exit import BranchyNetParams
     from methods.prune import PruneParams
     from suite.columns import VERDICT
     from suite.tables import TableOptions
-    from suite.tables.edge import CONTROL, EdgeTable
+    from suite.tables.edge import CONTROL, EXITS_CONTROL, EdgeTable
 
     table = EdgeTable()
     rows = table.rows(TableOptions(profile="cpu", seeds=3))
@@ -178,14 +181,39 @@ def test_rows_that_train_on_from_the_reference_are_judged_against_its_dense_fine
         control, = [r for r in half if r.role == "control"]
         assert control.labels["Model"] == CONTROL and control.spec.method == "prune"
         assert control.spec.params_dict == {"sparsity": 0.0} and control.spec.protocol == half[0].spec.protocol
+        exits_control, = [r for r in half if r.role == "exits_control"]
+        assert exits_control.labels["Model"] == EXITS_CONTROL and exits_control.spec.method == "branchynet"
+        assert exits_control.spec.params_dict == {"exit_losses": False}
+        branchy = [r for r in half if r.labels["Model"].startswith("BranchyNet (T")]
+        # the thresholds' rows read the very branchynet cell the control differs from by exit_losses alone
+        assert {r.spec.with_(method="branchynet", params={}) for r in branchy} == {exits_control.spec.with_(params={})}
         versus = {r.labels["Model"]: r.extra["_versus"] for r in half if r.spec is not None and not r.role}
-        assert {m for m, v in versus.items() if v == "control"} == \
-            {m for m in versus if "-WP" in m or "-WC" in m or m.startswith("BranchyNet")}
+        assert {m for m, v in versus.items() if v == "control"} == {m for m in versus if "-WP" in m or "-WC" in m}
+        assert {m for m, v in versus.items() if v == "exits_control"} == {r.labels["Model"] for r in branchy}
         assert all(v == "reference" for m, v in versus.items() if "-KD" in m or m.startswith("CAE-Net"))
     # "the same fine-tuning": the control's stage is the pruned, clustered and joint-training stages' length
     assert PruneParams().finetune_fraction == ClusterParams().finetune_fraction == BranchyNetParams().joint_epochs_scale
     verdict, = [r for r in table.relative if r.name == VERDICT]
-    assert verdict.group_by == ("Dataset", "_versus") and set(verdict.reference_role) == {"reference", "control"}
+    assert verdict.group_by == ("Dataset", "_versus")
+    assert set(verdict.reference_role) == {"reference", "control", "exits_control"}
+
+
+def test_branchynets_control_trains_only_the_main_exit_by_the_authors_optimizer():
+    """BranchyNet's joint stage by the authors' Adam (lr 1e-3, no weight decay), whatever the recipe; with
+    exit_losses=false the side exits' losses weigh 0, so their weights stay where they started."""
+    from methods.early_exit import BranchyNetParams, joint_losses
+
+    torch.manual_seed(0)
+    net = EarlyExitNet(create_model("lenet5", 10, 1), (0,), (1, 28, 28))
+    x, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    for params, exits_learn in ((BranchyNetParams(), True), (BranchyNetParams(exit_losses=False), False)):
+        net.zero_grad(set_to_none=False)
+        _, terms = joint_losses(params.loss_weights(2))(net, x, y, 0)
+        sum(terms.values()).backward()
+        assert any(p.grad.abs().sum() > 0 for p in net.base.parameters())
+        assert any(p.grad.abs().sum() > 0 for p in net.branches.parameters()) == exits_learn
+    with pytest.raises(ValueError, match="exclude each other"):
+        BranchyNetParams(exit_losses=False, exit_weights="1,1").loss_weights(2)
 
 
 def test_the_latency_of_an_input_dependent_model_is_its_mean_over_the_images():
