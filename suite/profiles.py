@@ -107,7 +107,7 @@ PROFILES.register("smoke", Profile("smoke", "seconds per cell on tiny subsets; f
     ("mnist", "default"): _SMOKE,
     ("cifar", "default"): _SMOKE,
     ("mnist", "compression"): _SMOKE.with_(optimizer="adam", lr=1e-3, weight_decay=0.0, schedule="constant"),
-}, throughput_seconds=0.3, throughput_batch=32, latency_runs=20, latency_warmup=3))  # smoke figures test code paths, not speed
+}, throughput_seconds=0.1, throughput_batch=32, latency_runs=10, latency_warmup=2))  # smoke figures test code paths, not speed
 
 PROFILES.register("cpu", Profile("cpu", "a 2-core CPU budget: MNIST tables in minutes, CIFAR tables in about two hours", {
     # LeNet-5 reaches ~99 % on MNIST in 12 SGD epochs (~6 s each on 2 cores).
