@@ -31,6 +31,7 @@ from torch import nn
 from suite.columns import MetricColumn
 from suite.context import CellContext
 from suite.data import DatasetInfo, iterate_batches
+from suite.harness import LossFn
 from suite.measure import latency_stats, time_calls
 from suite.modes import eval_mode
 from suite.numerics import in_precision
@@ -133,7 +134,7 @@ def exits_of(params: BranchyNetParams, num_stages: int) -> tuple[int, ...]:
     return exits
 
 
-def joint_losses(weights: list[float]):
+def joint_losses(weights: list[float]) -> LossFn:
     """BranchyNet's training loss: every exit's cross-entropy, weighted (the main exit last); the main exit's logits
     are the ones the harness counts as the model's."""
     def losses(m: EarlyExitNet, x: torch.Tensor, y: torch.Tensor, step):

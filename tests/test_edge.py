@@ -200,7 +200,7 @@ def test_rows_that_train_on_from_the_reference_are_judged_against_a_control_trai
 
 def test_branchynets_control_trains_only_the_main_exit_by_the_authors_optimizer():
     """BranchyNet's joint stage by the authors' Adam (lr 1e-3, no weight decay), whatever the recipe; with
-    exit_losses=false the side exits' losses weigh 0, so their weights stay where they started."""
+    exit_losses=false the side exits' losses weigh 0: their gradients are zero while the main network's are not."""
     from methods.early_exit import BranchyNetParams, joint_losses
 
     torch.manual_seed(0)
