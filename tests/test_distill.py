@@ -84,7 +84,9 @@ def test_every_registered_distiller_trains_a_student_above_chance(shared_teacher
     (AB, FSP, FT's paraphraser), warm-ups (DKD, ReviewKD), memory banks (CRD). One test each, so the test processes
     share them out; adding a distiller needs no edit here."""
     runner = shared_teacher_store()
-    small = {"crd": {"negatives": 256}}  # 16384 negatives per sample cost seconds a batch here; same code path
+    # 256 CRD negatives of the ~1800 other-class images: drawn without replacement, as at the kd table's sizes (its
+    # 16384 would exceed them and switch to drawing with replacement)
+    small = {"crd": {"negatives": 256}}
     cells = runner.plan([student(name, **small.get(name, {}))])
     teacher, cell = cells
     assert runner.store.get(teacher.key)["status"] == "done"  # the shared teacher, not trained again
