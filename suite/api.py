@@ -272,7 +272,8 @@ def run_budgets(name: str, budgets: list[str] | str, *, out: str | Path | None =
     store holds (a campaign's progress; cells not yet trained are pending); `only` (a label substring) trains just the
     matching cells of every budget and what they need, the others shown as they are; `progress_dir`: after every
     finished cell, the campaign's progress saved as `progress_dir/budget_<name>.cells.jsonl` (`--progress-dir`)."""
-    from suite.budgets import budget_command, budget_costs, budget_table, kept_roles, parse_budgets, plot_budgets
+    from suite.budgets import (budget_command, budget_costs, budget_table, carried_notes, kept_roles, parse_budgets,
+                               plot_budgets)
     from suite.executors import make_executor
     from suite.records import merge_records, published_records
     from suite.report import records_path, write_index, write_records
@@ -340,6 +341,7 @@ def run_budgets(name: str, budgets: list[str] | str, *, out: str | Path | None =
                  "one seed (verdicts as in each budget's own table: Welch over seeds, Benjamini-Hochberg within it). A verdict "
                  "that changes while Δ stays inside the other budget's interval is the seeds' spread changing, not the "
                  "effect: read the Δ columns beside it."]
+        notes += carried_notes({b: r.markdown for b, r in per_budget.items()})
         markdown = "\n".join(header + ["", display.to_markdown(index=False, disable_numparse=True), "", "Notes:"]
                              + [f"- {n}" for n in notes]) + "\n"
         if out is not None:

@@ -55,6 +55,16 @@ def holds_across(verdicts: list[object], budgets: list[str]) -> str:
     return "yes" if changed is None else f"changes at {changed}"
 
 
+CARRIED_NOTES = ("Rank agreement",)  # a budget's own notes that answer "does it survive more training?"
+
+
+def carried_notes(markdowns: dict[str, str], starts: tuple[str, ...] = CARRIED_NOTES) -> list[str]:
+    """The notes of each budget's own table that say something per budget (kd's rank agreement with the papers),
+    each prefixed with its budget, in budget order: whether the suite's ordering carries the papers' at ×1 and ×4."""
+    return [f"Budget {budget}: {line[2:]}" for budget, markdown in markdowns.items()
+            for line in markdown.splitlines() if line.startswith(tuple(f"- {s}" for s in starts))]
+
+
 def budget_table(per_budget: dict[str, tuple[pd.DataFrame, pd.DataFrame]], label_columns: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(display, numbers) across budgets from each budget's (display frame, numeric frame), rows in the first
     budget's order. `numbers` is long: one row per table row and budget."""
