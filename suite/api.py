@@ -272,8 +272,8 @@ def run_budgets(name: str, budgets: list[str] | str, *, out: str | Path | None =
     store holds (a campaign's progress; cells not yet trained are pending); `only` (a label substring) trains just the
     matching cells of every budget and what they need, the others shown as they are; `progress_dir`: after every
     finished cell, the campaign's progress saved as `progress_dir/budget_<name>.cells.jsonl` (`--progress-dir`)."""
-    from suite.budgets import (budget_command, budget_costs, budget_table, carried_notes, kept_roles, parse_budgets,
-                               plot_budgets)
+    from suite.budgets import (budget_command, budget_costs, budget_header, budget_table, kept_roles, parse_budgets,
+                               plot_budgets, table_header)
     from suite.executors import make_executor
     from suite.records import merge_records, published_records
     from suite.report import records_path, write_index, write_records
@@ -310,14 +310,8 @@ def run_budgets(name: str, budgets: list[str] | str, *, out: str | Path | None =
             if pool is not None:
                 pool.shutdown()
         display, numbers = budget_table(shown, labels)
-        first = next(iter(per_budget.values())).markdown.splitlines()
-        header = first[:first.index(next(l for l in first if l.startswith("|"))) - 1]
+        header = budget_header({b: table_header(r.markdown) for b, r in per_budget.items()})
         header[0] = f"# {table.title} at several training budgets (`budget_{name}`)"
-        profile_line = next((i for i, l in enumerate(header) if l.startswith("- Profile:")), None)
-        if profile_line is not None:
-            header[profile_line:profile_line + 1] = [
-                f"- Budget {b}: " + next(l for l in r.markdown.splitlines() if l.startswith("- Profile:"))[2:]
-                for b, r in per_budget.items()]
         extra = {k: v for k, v in opts.extra.items() if k not in ("model", "teacher")}
         command = budget_command(name, budgets, [
             ("methods", opts.methods), ("dataset", opts.dataset), ("model", opts.extra.get("model")),
@@ -341,7 +335,6 @@ def run_budgets(name: str, budgets: list[str] | str, *, out: str | Path | None =
                  "one seed (verdicts as in each budget's own table: Welch over seeds, Benjamini-Hochberg within it). A verdict "
                  "that changes while Δ stays inside the other budget's interval is the seeds' spread changing, not the "
                  "effect: read the Δ columns beside it."]
-        notes += carried_notes({b: r.markdown for b, r in per_budget.items()})
         markdown = "\n".join(header + ["", display.to_markdown(index=False, disable_numparse=True), "", "Notes:"]
                              + [f"- {n}" for n in notes]) + "\n"
         if out is not None:

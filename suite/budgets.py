@@ -55,14 +55,36 @@ def holds_across(verdicts: list[object], budgets: list[str]) -> str:
     return "yes" if changed is None else f"changes at {changed}"
 
 
-CARRIED_NOTES = ("Rank agreement",)  # a budget's own notes that answer "does it survive more training?"
+def table_header(markdown: str) -> list[str]:
+    """A rendered table's lines above its Markdown table (title, description, header bullets)."""
+    lines = markdown.splitlines()
+    return lines[:lines.index(next(line for line in lines if line.startswith("|"))) - 1]
 
 
-def carried_notes(markdowns: dict[str, str], starts: tuple[str, ...] = CARRIED_NOTES) -> list[str]:
-    """The notes of each budget's own table that say something per budget (kd's rank agreement with the papers),
-    each prefixed with its budget, in budget order: whether the suite's ordering carries the papers' at ×1 and ×4."""
-    return [f"Budget {budget}: {line[2:]}" for budget, markdown in markdowns.items()
-            for line in markdown.splitlines() if line.startswith(tuple(f"- {s}" for s in starts))]
+def budget_header(headers: dict[str, list[str]]) -> list[str]:
+    """One header for the budget table from each budget's own: a bullet the budgets share once, and every bullet
+    that differs between them (the profile's recipes, devices and commits of each budget's cells, kd's student and
+    rank agreement with the papers) once per budget, labelled, so nothing of a later budget is hidden behind the
+    first's. Bullets are matched by their label (the text before the first colon)."""
+    def label(line: str) -> str:
+        return line.split(":")[0]
+
+    bullets = {b: {label(line): line for line in h if line.startswith("- ")} for b, h in headers.items()}
+    first = next(iter(headers.values()))
+    out = []
+    for line in first + [line for h in headers.values() for line in h
+                         if line.startswith("- ") and label(line) not in bullets[next(iter(headers))]]:
+        if not line.startswith("- "):
+            out.append(line)
+            continue
+        if line in out:
+            continue
+        versions = {b: bullets[b].get(label(line)) for b in headers}
+        if len(set(versions.values())) == 1:
+            out.append(line)
+        else:
+            out += [f"- Budget {b}: {v[2:]}" for b, v in versions.items() if v is not None]
+    return out
 
 
 def budget_table(per_budget: dict[str, tuple[pd.DataFrame, pd.DataFrame]], label_columns: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:

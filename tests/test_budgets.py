@@ -5,7 +5,7 @@ import re
 import pytest
 
 import suite
-from suite.budgets import carried_notes, holds_across
+from suite.budgets import budget_header, holds_across
 from suite.cli import main
 from suite.profiles import Recipe, budget_epochs
 
@@ -30,12 +30,14 @@ def test_holds_across_names_the_budget_where_a_verdict_changes():
     assert holds_across(["—", "—"], budgets) == "—"
 
 
-def test_each_budgets_rank_agreement_note_is_carried_into_the_budget_table_with_its_budget():
-    table = "| a |\n|---|\n| 1 |\n\nNotes:\n- Training images: the same.\n- Rank agreement (R56 → R20): Kendall's τ = {tau}\n"
-    notes = carried_notes({"×1": table.format(tau="+0.33"), "×4": table.format(tau="+1.00")})
-    assert notes == ["Budget ×1: Rank agreement (R56 → R20): Kendall's τ = +0.33",
-                     "Budget ×4: Rank agreement (R56 → R20): Kendall's τ = +1.00"]
-    assert carried_notes({"×1": "Notes:\n- Training images: the same.\n"}) == []
+def test_the_budget_header_gives_what_differs_between_budgets_once_per_budget():
+    header = ["# kd", "", "- Seeds: 3", "- Device: {device}", "- Rank agreement: Kendall's τ = {tau}"]
+    merged = budget_header({
+        "×1": [line.format(device="A (19 cells)", tau="-1.00") for line in header],
+        "×4": [line.format(device="B (18 cells)", tau="+0.33") for line in header] + ["- Only at ×4: yes"]})
+    assert merged == ["# kd", "", "- Seeds: 3", "- Budget ×1: Device: A (19 cells)", "- Budget ×4: Device: B (18 cells)",
+                      "- Budget ×1: Rank agreement: Kendall's τ = -1.00",
+                      "- Budget ×4: Rank agreement: Kendall's τ = +0.33", "- Budget ×4: Only at ×4: yes"]
 
 
 def test_budgets_are_cells_of_their_own_and_a_teacher_keeps_its_recipe(tmp_path, capsys):
