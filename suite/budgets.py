@@ -71,14 +71,14 @@ def budget_header(headers: dict[str, list[str]]) -> list[str]:
 
     bullets = {b: {label(line): line for line in h if line.startswith("- ")} for b, h in headers.items()}
     first = next(iter(headers.values()))
-    out = []
-    for line in first + [line for h in headers.values() for line in h
-                         if line.startswith("- ") and label(line) not in bullets[next(iter(headers))]]:
+    out, done = [], set()
+    for line in first + [line for h in headers.values() for line in h if line.startswith("- ")]:
         if not line.startswith("- "):
             out.append(line)
             continue
-        if line in out:
+        if label(line) in done:  # each label once, however many budgets carry it
             continue
+        done.add(label(line))
         versions = {b: bullets[b].get(label(line)) for b in headers}
         if len(set(versions.values())) == 1:
             out.append(line)
